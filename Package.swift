@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "EndpointMux",
+    products: [
+        .library(name: "EndpointMux", targets: ["EndpointMux"]),
+        .library(name: "LegacyAdapters", targets: ["LegacyAdapters"]),
+        .executable(name: "muxctl", targets: ["muxctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // protoc-c output for Protos/*.proto (generated; scripts/generate-protos.sh).
+        .target(
+            name: "CProtobuf",
+            cSettings: [.define("NDEBUG", .when(configuration: .release))],
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+        // CMSG_* macros and other socket helpers that do not import into Swift.
+        .target(name: "CSocketShims"),
+        // The sans-IO core: framing, messages, identity, the mux decision.
+        .target(name: "EndpointMux", dependencies: ["CProtobuf"], swiftSettings: strict),
+        // Everything that touches a file descriptor.
+        .target(
+            name: "LegacyAdapters",
+            dependencies: ["EndpointMux", "CSocketShims"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "muxctl",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/muxctl",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
+        .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
+    ]
+)

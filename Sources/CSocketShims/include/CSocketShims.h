@@ -1,0 +1,28 @@
+// Socket helpers whose C macros do not import into Swift (CMSG_*), kept tiny and
+// portable across glibc, musl and Darwin, the way SwiftNIO's own C shims do it.
+#ifndef ENDPOINTMUX_CSOCKETSHIMS_H
+#define ENDPOINTMUX_CSOCKETSHIMS_H
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+/// CMSG_SPACE(length): bytes a control message with `length` data bytes occupies.
+size_t endpointmux_cmsg_space(size_t length);
+/// CMSG_LEN(length): the cmsg_len value for `length` data bytes.
+size_t endpointmux_cmsg_len(size_t length);
+/// CMSG_FIRSTHDR(msg), or NULL.
+struct cmsghdr *endpointmux_cmsg_firsthdr(struct msghdr *msg);
+/// CMSG_NXTHDR(msg, cmsg), or NULL.
+struct cmsghdr *endpointmux_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *cmsg);
+/// CMSG_DATA(cmsg).
+unsigned char *endpointmux_cmsg_data(struct cmsghdr *cmsg);
+/// Bytes of data in `cmsg` (cmsg_len minus the header, never negative).
+size_t endpointmux_cmsg_data_length(const struct cmsghdr *cmsg);
+
+/// Reads the peer's pid through SO_PEERCRED (Linux) or LOCAL_PEERPID (Darwin).
+/// Returns 0 on success and stores the pid, or -1 with errno set.
+int endpointmux_peer_pid(int fd, pid_t *pid);
+
+/// memfd_create(name, MFD_CLOEXEC) where available, else -1 with errno ENOSYS.
+int endpointmux_memfd_create(const char *name);
+#endif
