@@ -62,7 +62,7 @@ public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
         return "0x" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
 
-    /// Parses `0x7A63`, `7A63h`-free hex with a `0x` prefix, or a decimal number.
+    /// Parses `0x7A63` (hex with a `0x` prefix) or `31331` (decimal); `nil` otherwise.
     public init?(parsing text: String) {
         let value: UInt32?
         if text.hasPrefix("0x") || text.hasPrefix("0X") {
