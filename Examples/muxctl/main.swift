@@ -1,0 +1,1 @@
+print("muxctl: not built yet")

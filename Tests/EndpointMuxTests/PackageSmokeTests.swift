@@ -1,0 +1,7 @@
+import Testing
+@testable import EndpointMux
+
+@Test func payloadProtocolFirstPartyIsAList() {
+    #expect(PayloadProtocol.identityProbe.isFirstParty)
+    #expect(!PayloadProtocol.session.isFirstParty)
+}
