@@ -1,0 +1,16 @@
+/// What the front of a connection's buffer holds, as decided by ``EndpointMux/poll(_:)``.
+///
+/// The mux never consumes input: a verdict that carries `consumed` tells the caller how
+/// many bytes to drop once it has acted on the verdict. Poll again right away; several
+/// messages may sit in one buffer.
+public enum MuxVerdict: Hashable, Sendable {
+    /// The buffer ends inside a message (or is empty); read more and poll again.
+    case needMoreBytes
+    /// The bytes belong to the daemon's own protocol; hand them to its decoder untouched.
+    case legacy
+    /// An identity probe was validated and answered: write `reply`, drop `consumed` bytes.
+    case probeAnswered(reply: [UInt8], consumed: Int)
+    /// A v1 frame on a served lane: `frame` points into the polled buffer; drop
+    /// `consumed` bytes when done with it. Every kind passes (the reference's rule).
+    case payload(FrameView, consumed: Int)
+}
