@@ -111,10 +111,10 @@ public struct Frame: Hashable, Sendable {
         var message = Endpointmux__V1__Frame()
         endpointmux__v1__frame__init(&message)
         message.envelope_version = envelopeVersion
-        message.kind = Endpointmux__V1__FrameKind(rawValue: numericCast(kind.rawValue))
+        message.kind = Endpointmux__V1__FrameKind(rawValue: .init(truncatingIfNeeded: kind.rawValue))
         message.payload_protocol = payloadProtocol.rawValue
         message.request_id = requestID
-        message.payload_encoding = Endpointmux__V1__PayloadEncoding(rawValue: numericCast(payloadEncoding.rawValue))
+        message.payload_encoding = Endpointmux__V1__PayloadEncoding(rawValue: .init(truncatingIfNeeded: payloadEncoding.rawValue))
         message.deadline_unix_ms = deadlineUnixMilliseconds
         return payload.withUnsafeBufferPointer { payloadBuffer in
             traceparent.withCString { traceparentC in
