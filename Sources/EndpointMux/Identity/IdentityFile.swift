@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The identity file a daemon publishes next to its endpoint, in the exact format
+/// running-process writes (serde_json pretty: 2-space indent, LF, no trailing newline,
+/// keys in schema order, hashes as arrays of numbers).
+public enum IdentityFile {
+    /// The file's text for `identity`, byte-identical to the reference's.
+    public static func encode(_ identity: DaemonIdentity) -> String {
+        func array(_ bytes: [UInt8]) -> String {
+            bytes.isEmpty ? "[]" : "[\n" + bytes.map { "    \($0)" }.joined(separator: ",\n") + "\n  ]"
+        }
+        let legacy = identity.legacyExecutableSHA256.count == 32
+            ? identity.legacyExecutableSHA256 : [UInt8](repeating: 0, count: 32)
+        let idle = identity.idleTimeoutSeconds.map(String.init) ?? "null"
+        return """
+            {
+              "pid": \(identity.pid),
+              "exe_path": \(jsonString(identity.executablePath)),
+              "exe_hash_algorithm": \(jsonString(identity.executableHashAlgorithm)),
+              "exe_hash": \(array(identity.executableHash)),
+              "legacy_exe_sha256": \(array(legacy)),
+              "boot_id": \(jsonString(identity.bootID)),
+              "ipc_endpoint": {
+                "namespace_id": \(jsonString(identity.endpoint.namespaceID)),
+                "path": \(jsonString(identity.endpoint.path))
+              },
+              "started_at_unix_ms": \(identity.startedAtUnixMilliseconds),
+              "idle_timeout_secs": \(idle)
+            }
+            """
+    }
+
+    /// Writes the identity file atomically: `<path>.tmp` (mode 0666 & umask), then
+    /// `rename` over `path`, as the reference does. Creates missing parent directories.
+    /// - Throws: ``IdentityError/system(operation:path:errno:)``.
+    public static func write(_ identity: DaemonIdentity, to path: String) throws(IdentityError) {
+        try FileSystem.makeDirectories(FileSystem.parent(of: path))
+        let temporary = path + ".tmp"
+        try FileSystem.writeFile(temporary, contents: Array(encode(identity).utf8))
+        guard rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw .system(operation: "rename", path: path, errno: error)
+        }
+    }
+
+    /// Removes the identity file; a missing file is not an error.
+    public static func remove(at path: String) {
+        unlink(path)
+    }
+
+    /// serde_json's string escaping: `"`, `\`, and control characters; nothing else.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Small file-system helpers over the C library (no Foundation in the core).
+enum FileSystem {
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// `mkdir -p` with mode 0777 & umask.
+    static func makeDirectories(_ path: String) throws(IdentityError) {
+        if path.isEmpty || path == "." || path == "/" { return }
+        var st = stat()
+        if stat(path, &st) == 0 { return }
+        try makeDirectories(parent(of: path))
+        if mkdir(path, 0o777) != 0 && errno != EEXIST {
+            throw .system(operation: "mkdir", path: path, errno: errno)
+        }
+    }
+
+    static func writeFile(_ path: String, contents: [UInt8]) throws(IdentityError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard fd >= 0 else { throw .system(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        var written = 0
+        while written < contents.count {
+            let n = contents.withUnsafeBytes { raw in
+                systemWrite(fd, raw.baseAddress.map { $0 + written }, raw.count - written)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(operation: "write", path: path, errno: errno)
+            }
+            written += n
+        }
+    }
+
+    /// Reads a whole (small) file.
+    static func readFile(_ path: String, limit: Int = 1 << 20) throws(IdentityError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count <= limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(operation: "read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            bytes += chunk[..<n]
+        }
+        return bytes
+    }
+}
+
+#if canImport(Glibc)
+private let systemWrite = Glibc.write
+#elseif canImport(Darwin)
+private let systemWrite = Darwin.write
+#endif
