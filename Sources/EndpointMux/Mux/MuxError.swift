@@ -19,3 +19,21 @@ public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension MuxError {
+    /// The epitaph status this error ends a connection with:
+    /// frame too large → ``EpitaphStatus/outOfRange``; undecodable or unsupported framing
+    /// → ``EpitaphStatus/invalidFrame``; malformed probe → ``EpitaphStatus/invalidArguments``;
+    /// first-party or unserved lane → ``EpitaphStatus/notSupported``.
+    public var epitaphStatus: EpitaphStatus {
+        switch self {
+        case .framing(.frameTooLarge): return .outOfRange
+        case .framing: return .invalidFrame
+        case .malformedProbe: return .invalidArguments
+        case .unexpectedFirstPartyFrame, .unservedPayloadProtocol: return .notSupported
+        }
+    }
+
+    /// The epitaph an adapter sends before closing on this error.
+    public var epitaph: Epitaph { Epitaph(status: epitaphStatus, reason: description) }
+}
