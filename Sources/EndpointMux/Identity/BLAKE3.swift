@@ -1,0 +1,606 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The BLAKE3 hash function (default hashing mode, 32-byte output), in pure Swift.
+///
+/// `BLAKE3` is an incremental hasher with value semantics: feed it bytes with
+/// ``update(_:)-(UnsafeRawBufferPointer)`` and read the digest with ``finalize()``.
+/// A copy of a hasher continues independently of the original. Hashing does not
+/// allocate: the whole state, including the chaining-value stack of the hash tree, is
+/// stored inline (about 2.2 KB, so copies are not free).
+///
+/// Use the static ``hash(_:)-([UInt8])`` and ``hash(fileAtPath:)`` functions for one-shot
+/// hashing. Digests match the reference implementation (`b3sum`).
+public struct BLAKE3: Sendable {
+    /// The length in bytes of a digest returned by ``finalize()`` and the `hash` functions: 32.
+    public static let outputByteCount = 32
+
+    // MARK: State
+
+    /// Chaining value of the chunk being hashed (IV before its first block is compressed).
+    private var chunkCV: ChainingValue = .iv
+    /// Index of the chunk being hashed; also the number of chunks completed before it.
+    private var chunkCounter: UInt64 = 0
+    /// Number of blocks of the current chunk already compressed into `chunkCV` (0...15).
+    private var blocksCompressed: UInt32 = 0
+    /// Bytes of the current block not yet compressed (the last block is kept here until
+    /// more input arrives, because it may need the `CHUNK_END`/`ROOT` flags).
+    private var buffer: Bytes64 = Octet(0, 0, 0, 0, 0, 0, 0, 0)
+    /// Number of valid bytes in `buffer` (0...64).
+    private var bufferLength: Int = 0
+    /// Chaining values of completed subtrees, left to right. The stack holds at most
+    /// popcount(chunks completed) ≤ 64 entries, so 64 slots can never overflow.
+    private var stack: Octet<Octet<ChainingValue>>
+    /// Number of entries in `stack`.
+    private var stackLength: Int = 0
+
+    /// Creates a hasher in the initial state (the digest of no input).
+    public init() {
+        let iv = ChainingValue.iv
+        let eight = Octet(iv, iv, iv, iv, iv, iv, iv, iv)
+        stack = Octet(eight, eight, eight, eight, eight, eight, eight, eight)
+    }
+
+    // MARK: Input
+
+    /// Appends `bytes` to the hashed input. Any split of the input into `update` calls
+    /// gives the same digest.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        var pointer = base
+        var remaining = bytes.count
+
+        while remaining > 0 {
+            if bufferLength == Self.blockLength {
+                // More input follows, so the buffered block is not the chunk's last.
+                if blocksCompressed == Self.blocksPerChunk - 1 {
+                    var cv = chunkCV
+                    Self.compress(&cv, buffer, counter: chunkCounter, blockLength: 64, flags: Self.chunkEnd)
+                    addChunk(cv)
+                } else {
+                    Self.compress(&chunkCV, buffer, counter: chunkCounter, blockLength: 64, flags: startFlag)
+                    blocksCompressed += 1
+                    bufferLength = 0
+                }
+            }
+            if bufferLength == 0 {
+                // Fast paths: whole chunks, then whole blocks, straight from the input.
+                // Strictly more than a chunk (block) must remain, so that the last one
+                // stays buffered for `finalize`.
+                if blocksCompressed == 0 {
+                    while remaining > Self.chunkLength {
+                        var cv = ChainingValue.iv
+                        var offset = 0
+                        while offset < Self.chunkLength {
+                            let flags = (offset == 0 ? Self.chunkStart : 0)
+                                | (offset == Self.chunkLength - Self.blockLength ? Self.chunkEnd : 0)
+                            Self.compress(&cv, MessageBlock(loading: pointer + offset), counter: chunkCounter,
+                                          blockLength: 64, flags: flags)
+                            offset += Self.blockLength
+                        }
+                        addChunk(cv)
+                        pointer += Self.chunkLength
+                        remaining -= Self.chunkLength
+                    }
+                }
+                while remaining > Self.blockLength && blocksCompressed < Self.blocksPerChunk - 1 {
+                    Self.compress(&chunkCV, MessageBlock(loading: pointer), counter: chunkCounter, blockLength: 64, flags: startFlag)
+                    blocksCompressed += 1
+                    pointer += Self.blockLength
+                    remaining -= Self.blockLength
+                }
+            }
+            let take = min(Self.blockLength - bufferLength, remaining)
+            if take > 0 {
+                let offset = bufferLength
+                let source = UnsafeRawBufferPointer(start: pointer, count: take)
+                withUnsafeMutableBytes(of: &buffer) { block in
+                    UnsafeMutableRawBufferPointer(rebasing: block[offset..<(offset + take)]).copyMemory(from: source)
+                }
+                bufferLength += take
+                pointer += take
+                remaining -= take
+            }
+        }
+    }
+
+    /// Appends the bytes of `bytes` to the hashed input. Contiguous collections (such as
+    /// `[UInt8]`) are hashed in place; other sequences are staged in small pieces.
+    public mutating func update(_ bytes: some Sequence<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { elements in
+            update(UnsafeRawBufferPointer(elements))
+        }
+        if done != nil { return }
+        var staging: [UInt8] = []
+        staging.reserveCapacity(4096)
+        for byte in bytes {
+            staging.append(byte)
+            if staging.count == 4096 {
+                staging.withUnsafeBytes { update($0) }
+                staging.removeAll(keepingCapacity: true)
+            }
+        }
+        staging.withUnsafeBytes { update($0) }
+    }
+
+    // MARK: Output
+
+    /// Returns the 32-byte digest of all input so far. Does not change the hasher: more
+    /// input may be added afterwards, and `finalize` called again.
+    public func finalize() -> [UInt8] {
+        // The last block of the current chunk, zero-padded.
+        var block = buffer
+        let used = bufferLength
+        withUnsafeMutableBytes(of: &block) { bytes in
+            _ = UnsafeMutableRawBufferPointer(rebasing: bytes[used...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+        var output = chunkCV
+        var flags = startFlag | Self.chunkEnd
+        if stackLength == 0 { flags |= Self.root }
+        Self.compress(&output, block, counter: chunkCounter, blockLength: UInt32(truncatingIfNeeded: used), flags: flags)
+
+        // Fold the right edge of the tree, from the deepest subtree up to the root.
+        var index = stackLength
+        while index > 0 {
+            index -= 1
+            let left = stackEntry(index)
+            var parent = ChainingValue.iv
+            Self.compress(&parent, MessageBlock(left, output), counter: 0, blockLength: 64,
+                          flags: index == 0 ? Self.parent | Self.root : Self.parent)
+            output = parent
+        }
+        return output.bytes
+    }
+
+    /// Returns the 32-byte BLAKE3 digest of `bytes`.
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = BLAKE3()
+        hasher.update(bytes)
+        return hasher.finalize()
+    }
+
+    /// Returns the 32-byte BLAKE3 digest of `bytes`.
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { hash($0) }
+    }
+
+    /// Returns the 32-byte BLAKE3 digest of the contents of the file at `path`.
+    ///
+    /// The file is read sequentially in 1 MiB pieces through one reusable buffer;
+    /// interrupted reads are retried.
+    ///
+    /// - Throws: ``IdentityError/system(operation:path:errno:)`` with operation `"open"`
+    ///   or `"read"` and the failing call's `errno`.
+    public static func hash(fileAtPath path: String) throws(IdentityError) -> [UInt8] {
+        var descriptor: Int32
+        repeat {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        } while descriptor < 0 && errno == EINTR
+        guard descriptor >= 0 else {
+            throw .system(operation: "open", path: path, errno: errno)
+        }
+        defer { _ = close(descriptor) }
+
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
+        defer { buffer.deallocate() }
+        var hasher = BLAKE3()
+        while true {
+            let count = read(descriptor, buffer.baseAddress, buffer.count)
+            if count > 0 {
+                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            } else if count == 0 {
+                return hasher.finalize()
+            } else {
+                let error = errno
+                if error != EINTR {
+                    throw .system(operation: "read", path: path, errno: error)
+                }
+            }
+        }
+    }
+
+    // MARK: Tree
+
+    private var startFlag: UInt32 { blocksCompressed == 0 ? Self.chunkStart : 0 }
+
+    /// Records the chaining value `cv` of the completed current chunk, merges completed
+    /// subtrees, and starts the next chunk.
+    private mutating func addChunk(_ cv: ChainingValue) {
+        chunkCounter += 1
+        var merged = cv
+        // One merge per trailing zero bit of the number of completed chunks.
+        var total = chunkCounter
+        while total & 1 == 0 {
+            stackLength -= 1
+            var parent = ChainingValue.iv
+            Self.compress(&parent, MessageBlock(stackEntry(stackLength), merged), counter: 0,
+                          blockLength: 64, flags: Self.parent)
+            merged = parent
+            total >>= 1
+        }
+        let slot = stackLength
+        withUnsafeMutableBytes(of: &stack) { entries in
+            entries.storeBytes(of: merged, toByteOffset: slot * MemoryLayout<ChainingValue>.stride, as: ChainingValue.self)
+        }
+        stackLength += 1
+
+        chunkCV = .iv
+        blocksCompressed = 0
+        bufferLength = 0
+    }
+
+    private func stackEntry(_ index: Int) -> ChainingValue {
+        withUnsafeBytes(of: stack) { entries in
+            entries.load(fromByteOffset: index * MemoryLayout<ChainingValue>.stride, as: ChainingValue.self)
+        }
+    }
+
+    // MARK: Compression
+
+    private static let chunkLength = 1024
+    private static let blockLength = 64
+    private static let blocksPerChunk: UInt32 = 16
+    private static let readSize = 1 << 20
+
+    private static let chunkStart: UInt32 = 1 << 0
+    private static let chunkEnd: UInt32 = 1 << 1
+    private static let parent: UInt32 = 1 << 2
+    private static let root: UInt32 = 1 << 3
+
+    private static func compress(
+        _ cv: inout ChainingValue, _ block: Bytes64, counter: UInt64, blockLength: UInt32, flags: UInt32
+    ) {
+        compress(&cv, MessageBlock(block), counter: counter, blockLength: blockLength, flags: flags)
+    }
+
+    /// The BLAKE3 compression function, truncated to its first 8 output words (the new
+    /// chaining value): 7 rounds of column and diagonal G mixes over 16 state words.
+    ///
+    /// The rounds are unrolled, and round r reads the message words through the
+    /// permutation applied r - 1 times instead of moving them between rounds.
+    private static func compress(
+        _ cv: inout ChainingValue, _ block: MessageBlock, counter: UInt64, blockLength: UInt32, flags: UInt32
+    ) {
+        let m0 = block.w0, m1 = block.w1, m2 = block.w2, m3 = block.w3
+        let m4 = block.w4, m5 = block.w5, m6 = block.w6, m7 = block.w7
+        let m8 = block.w8, m9 = block.w9, m10 = block.w10, m11 = block.w11
+        let m12 = block.w12, m13 = block.w13, m14 = block.w14, m15 = block.w15
+
+        var s0 = cv.h0, s1 = cv.h1, s2 = cv.h2, s3 = cv.h3
+        var s4 = cv.h4, s5 = cv.h5, s6 = cv.h6, s7 = cv.h7
+        var s8: UInt32 = 0x6A09_E667, s9: UInt32 = 0xBB67_AE85
+        var s10: UInt32 = 0x3C6E_F372, s11: UInt32 = 0xA54F_F53A
+        var s12 = UInt32(truncatingIfNeeded: counter)
+        var s13 = UInt32(truncatingIfNeeded: counter &>> 32)
+        var s14 = blockLength
+        var s15 = flags
+
+        // Round 1: message words [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].
+        s0 = s0 &+ s4 &+ m0; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m1; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m2; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m3; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m4; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m5; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m6; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m7; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m8; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m9; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m10; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m11; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m12; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m13; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m14; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m15; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 2: message words [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8].
+        s0 = s0 &+ s4 &+ m2; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m6; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m3; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m10; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m7; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m0; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m4; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m13; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m1; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m11; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m12; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m5; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m9; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m14; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m15; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m8; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 3: message words [3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1].
+        s0 = s0 &+ s4 &+ m3; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m4; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m10; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m12; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m13; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m2; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m7; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m14; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m6; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m5; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m9; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m0; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m11; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m15; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m8; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m1; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 4: message words [10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6].
+        s0 = s0 &+ s4 &+ m10; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m7; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m12; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m9; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m14; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m3; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m13; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m15; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m4; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m0; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m11; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m2; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m5; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m8; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m1; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m6; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 5: message words [12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4].
+        s0 = s0 &+ s4 &+ m12; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m13; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m9; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m11; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m15; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m10; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m14; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m8; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m7; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m2; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m5; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m3; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m0; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m1; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m6; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m4; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 6: message words [9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7].
+        s0 = s0 &+ s4 &+ m9; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m14; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m11; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m5; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m8; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m12; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m15; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m1; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m13; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m3; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m0; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m10; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m2; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m6; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m4; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m7; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        // Round 7: message words [11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13].
+        s0 = s0 &+ s4 &+ m11; s12 ^= s0; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s0 = s0 &+ s4 &+ m15; s12 ^= s0; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s8 = s8 &+ s12; s4 ^= s8; s4 = (s4 &>> 7) | (s4 &<< 25)
+        s1 = s1 &+ s5 &+ m5; s13 ^= s1; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s1 = s1 &+ s5 &+ m0; s13 ^= s1; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s9 = s9 &+ s13; s5 ^= s9; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s2 = s2 &+ s6 &+ m1; s14 ^= s2; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s2 = s2 &+ s6 &+ m9; s14 ^= s2; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s10 = s10 &+ s14; s6 ^= s10; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s3 = s3 &+ s7 &+ m8; s15 ^= s3; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s3 = s3 &+ s7 &+ m6; s15 ^= s3; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s11 = s11 &+ s15; s7 ^= s11; s7 = (s7 &>> 7) | (s7 &<< 25)
+
+        s0 = s0 &+ s5 &+ m14; s15 ^= s0; s15 = (s15 &>> 16) | (s15 &<< 16)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 12) | (s5 &<< 20)
+        s0 = s0 &+ s5 &+ m10; s15 ^= s0; s15 = (s15 &>> 8) | (s15 &<< 24)
+        s10 = s10 &+ s15; s5 ^= s10; s5 = (s5 &>> 7) | (s5 &<< 25)
+        s1 = s1 &+ s6 &+ m2; s12 ^= s1; s12 = (s12 &>> 16) | (s12 &<< 16)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 12) | (s6 &<< 20)
+        s1 = s1 &+ s6 &+ m12; s12 ^= s1; s12 = (s12 &>> 8) | (s12 &<< 24)
+        s11 = s11 &+ s12; s6 ^= s11; s6 = (s6 &>> 7) | (s6 &<< 25)
+        s2 = s2 &+ s7 &+ m3; s13 ^= s2; s13 = (s13 &>> 16) | (s13 &<< 16)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 12) | (s7 &<< 20)
+        s2 = s2 &+ s7 &+ m4; s13 ^= s2; s13 = (s13 &>> 8) | (s13 &<< 24)
+        s8 = s8 &+ s13; s7 ^= s8; s7 = (s7 &>> 7) | (s7 &<< 25)
+        s3 = s3 &+ s4 &+ m7; s14 ^= s3; s14 = (s14 &>> 16) | (s14 &<< 16)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 12) | (s4 &<< 20)
+        s3 = s3 &+ s4 &+ m13; s14 ^= s3; s14 = (s14 &>> 8) | (s14 &<< 24)
+        s9 = s9 &+ s14; s4 ^= s9; s4 = (s4 &>> 7) | (s4 &<< 25)
+
+        cv.h0 = s0 ^ s8; cv.h1 = s1 ^ s9; cv.h2 = s2 ^ s10; cv.h3 = s3 ^ s11
+        cv.h4 = s4 ^ s12; cv.h5 = s5 ^ s13; cv.h6 = s6 ^ s14; cv.h7 = s7 ^ s15
+    }
+}
+
+// MARK: - Storage
+
+/// Eight values of one type, stored inline.
+private typealias Octet<T> = (T, T, T, T, T, T, T, T)
+
+/// 64 raw bytes (one block), stored inline.
+private typealias Bytes64 = Octet<UInt64>
+
+/// Eight 32-bit words: a chaining value, the key (IV) or a 32-byte output.
+private struct ChainingValue: Sendable {
+    var h0, h1, h2, h3, h4, h5, h6, h7: UInt32
+
+    /// The BLAKE3 IV (the SHA-256 IV), the key of the default hashing mode.
+    static let iv = ChainingValue(
+        h0: 0x6A09_E667, h1: 0xBB67_AE85, h2: 0x3C6E_F372, h3: 0xA54F_F53A,
+        h4: 0x510E_527F, h5: 0x9B05_688C, h6: 0x1F83_D9AB, h7: 0x5BE0_CD19
+    )
+
+    /// The words as 32 little-endian bytes.
+    var bytes: [UInt8] {
+        var result: [UInt8] = []
+        result.reserveCapacity(32)
+        for word in [h0, h1, h2, h3, h4, h5, h6, h7] {
+            result.append(UInt8(truncatingIfNeeded: word))
+            result.append(UInt8(truncatingIfNeeded: word &>> 8))
+            result.append(UInt8(truncatingIfNeeded: word &>> 16))
+            result.append(UInt8(truncatingIfNeeded: word &>> 24))
+        }
+        return result
+    }
+}
+
+/// The 16 message words of one block.
+private struct MessageBlock {
+    var w0, w1, w2, w3, w4, w5, w6, w7: UInt32
+    var w8, w9, w10, w11, w12, w13, w14, w15: UInt32
+
+    /// Loads 64 bytes at `pointer` (any alignment) as 16 little-endian words.
+    @inline(__always)
+    init(loading pointer: UnsafeRawPointer) {
+        @inline(__always)
+        func word(_ index: Int) -> UInt32 {
+            UInt32(littleEndian: pointer.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self))
+        }
+        w0 = word(0); w1 = word(1); w2 = word(2); w3 = word(3)
+        w4 = word(4); w5 = word(5); w6 = word(6); w7 = word(7)
+        w8 = word(8); w9 = word(9); w10 = word(10); w11 = word(11)
+        w12 = word(12); w13 = word(13); w14 = word(14); w15 = word(15)
+    }
+
+    /// Reads the 64 bytes of `bytes` as 16 little-endian words.
+    @inline(__always)
+    init(_ bytes: Bytes64) {
+        let q0 = UInt64(littleEndian: bytes.0), q1 = UInt64(littleEndian: bytes.1)
+        let q2 = UInt64(littleEndian: bytes.2), q3 = UInt64(littleEndian: bytes.3)
+        let q4 = UInt64(littleEndian: bytes.4), q5 = UInt64(littleEndian: bytes.5)
+        let q6 = UInt64(littleEndian: bytes.6), q7 = UInt64(littleEndian: bytes.7)
+        w0 = UInt32(truncatingIfNeeded: q0); w1 = UInt32(truncatingIfNeeded: q0 &>> 32)
+        w2 = UInt32(truncatingIfNeeded: q1); w3 = UInt32(truncatingIfNeeded: q1 &>> 32)
+        w4 = UInt32(truncatingIfNeeded: q2); w5 = UInt32(truncatingIfNeeded: q2 &>> 32)
+        w6 = UInt32(truncatingIfNeeded: q3); w7 = UInt32(truncatingIfNeeded: q3 &>> 32)
+        w8 = UInt32(truncatingIfNeeded: q4); w9 = UInt32(truncatingIfNeeded: q4 &>> 32)
+        w10 = UInt32(truncatingIfNeeded: q5); w11 = UInt32(truncatingIfNeeded: q5 &>> 32)
+        w12 = UInt32(truncatingIfNeeded: q6); w13 = UInt32(truncatingIfNeeded: q6 &>> 32)
+        w14 = UInt32(truncatingIfNeeded: q7); w15 = UInt32(truncatingIfNeeded: q7 &>> 32)
+    }
+
+    /// The block of a parent node: the left child's chaining value, then the right's.
+    @inline(__always)
+    init(_ left: ChainingValue, _ right: ChainingValue) {
+        w0 = left.h0; w1 = left.h1; w2 = left.h2; w3 = left.h3
+        w4 = left.h4; w5 = left.h5; w6 = left.h6; w7 = left.h7
+        w8 = right.h0; w9 = right.h1; w10 = right.h2; w11 = right.h3
+        w12 = right.h4; w13 = right.h5; w14 = right.h6; w15 = right.h7
+    }
+}
