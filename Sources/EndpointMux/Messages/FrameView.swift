@@ -40,46 +40,103 @@ public struct FrameView: Hashable, Sendable {
         var payload = range.lowerBound..<range.lowerBound
         var traceparent = payload
         var tracestate = payload
-        var scanner = ProtobufWireScanner(buffer, range: range)
-        while let next = scanner.next() {
-            let field: ProtobufWireScanner.Field
-            switch next {
-            case let .success(f): field = f
-            case let .failure(error): throw .undecodableFrame(reason: error.description)
-            }
-            switch field.number {
-            case 1, 2, 3, 5, 6, 7:
-                guard field.wireType == .varint else {
-                    throw .undecodableFrame(reason: ProtobufWireError.wrongWireType(
-                        field: field.number, offset: field.valueStart).description)
+        // Fast path: one-byte tags of the nine known fields, inline varints and length
+        // prefixes. Anything else (long tags, unknown fields, wrong wire types) goes
+        // through the general scanner one field at a time; both follow libprotobuf-c.
+        if let base = buffer.baseAddress, !range.isEmpty {
+            var p = range.lowerBound
+            let end = range.upperBound
+            while p < end {
+                let tag = base.load(fromByteOffset: p, as: UInt8.self)
+                switch tag {
+                case 0x08, 0x10, 0x18, 0x28, 0x30, 0x38:
+                    var q = p &+ 1
+                    var value: UInt64 = 0
+                    var shift: UInt64 = 0
+                    while true {
+                        guard q < end, shift < 70 else {
+                            throw .undecodableFrame(reason: ProtobufWireError.unterminatedVarint(offset: p &+ 1).description)
+                        }
+                        let b = base.load(fromByteOffset: q, as: UInt8.self)
+                        value |= UInt64(b & 0x7F) &<< shift
+                        q &+= 1
+                        if b < 0x80 { break }
+                        shift &+= 7
+                    }
+                    switch tag {
+                    case 0x08: envelopeVersion = UInt32(truncatingIfNeeded: value)
+                    case 0x10: kind = Int32(truncatingIfNeeded: value)
+                    case 0x18: payloadProtocol = UInt32(truncatingIfNeeded: value)
+                    case 0x28: requestID = value
+                    case 0x30: encoding = Int32(truncatingIfNeeded: value)
+                    default: deadline = value
+                    }
+                    p = q
+                case 0x22, 0x42, 0x4A:
+                    var q = p &+ 1
+                    var length = 0
+                    var shift = 0
+                    while true {
+                        guard q < end, shift < 35 else {
+                            throw .undecodableFrame(reason: ProtobufWireError.badLengthPrefix(offset: p &+ 1).description)
+                        }
+                        let b = base.load(fromByteOffset: q, as: UInt8.self)
+                        length |= Int(b & 0x7F) &<< shift
+                        q &+= 1
+                        if b < 0x80 { break }
+                        shift &+= 7
+                    }
+                    guard length <= end &- q else {
+                        throw .undecodableFrame(reason: ProtobufWireError.truncated(offset: p).description)
+                    }
+                    let value = Range(uncheckedBounds: (q, q &+ length))
+                    switch tag {
+                    case 0x22: payload = value
+                    case 0x42: traceparent = Range(uncheckedBounds: (q, Self.cStringEnd(base, value)))
+                    default: tracestate = Range(uncheckedBounds: (q, Self.cStringEnd(base, value)))
+                    }
+                    p = q &+ length
+                default:
+                    var scanner = ProtobufWireScanner(buffer, range: p..<end)
+                    let field: ProtobufWireScanner.Field
+                    do {
+                        guard let next = try scanner.next() else { break }
+                        field = next
+                    } catch {
+                        throw .undecodableFrame(reason: error.description)
+                    }
+                    p = scanner.offset
+                    switch field.number {
+                    case 1...9:
+                        // A known field number that missed the fast path: a multi-byte tag
+                        // or a wire type its schema does not allow.
+                        let lengthDelimited = field.number == 4 || field.number >= 8
+                        guard field.wireType == (lengthDelimited ? .lengthDelimited : .varint) else {
+                            throw .undecodableFrame(reason: ProtobufWireError.wrongWireType(
+                                field: field.number, offset: field.valueStart).description)
+                        }
+                        let value = field.valueStart..<(field.valueStart + field.valueLength)
+                        switch field.number {
+                        case 1: envelopeVersion = scanner.uint32(field)
+                        case 2: kind = Int32(bitPattern: scanner.uint32(field))
+                        case 3: payloadProtocol = scanner.uint32(field)
+                        case 5: requestID = scanner.uint64(field)
+                        case 6: encoding = Int32(bitPattern: scanner.uint32(field))
+                        case 7: deadline = scanner.uint64(field)
+                        case 4: payload = value
+                        case 8: traceparent = value.lowerBound..<Self.cStringEnd(base, value)
+                        default: tracestate = value.lowerBound..<Self.cStringEnd(base, value)
+                        }
+                    default:
+                        continue  // unknown fields are ignored, as every reference decoder does
+                    }
                 }
-                switch field.number {
-                case 1: envelopeVersion = scanner.uint32(field)
-                case 2: kind = Int32(bitPattern: scanner.uint32(field))
-                case 3: payloadProtocol = scanner.uint32(field)
-                case 5: requestID = scanner.uint64(field)
-                case 6: encoding = Int32(bitPattern: scanner.uint32(field))
-                default: deadline = scanner.uint64(field)
-                }
-            case 4, 8, 9:
-                guard field.wireType == .lengthDelimited else {
-                    throw .undecodableFrame(reason: ProtobufWireError.wrongWireType(
-                        field: field.number, offset: field.valueStart).description)
-                }
-                if field.number == 4 {
-                    payload = field.valueStart..<(field.valueStart + field.valueLength)
-                } else {
-                    let value = field.valueStart..<scanner.cStringEnd(field)
-                    if field.number == 8 { traceparent = value } else { tracestate = value }
-                }
-            default:
-                continue  // unknown fields are ignored, as every reference decoder does
             }
         }
-        guard UTF8Validation.isValid(buffer, traceparent) else {
+        guard traceparent.isEmpty || UTF8Validation.isValid(buffer, traceparent) else {
             throw .undecodableFrame(reason: ProtobufWireError.invalidUTF8(field: 8).description)
         }
-        guard UTF8Validation.isValid(buffer, tracestate) else {
+        guard tracestate.isEmpty || UTF8Validation.isValid(buffer, tracestate) else {
             throw .undecodableFrame(reason: ProtobufWireError.invalidUTF8(field: 9).description)
         }
         self.envelopeVersion = envelopeVersion
@@ -91,6 +148,13 @@ public struct FrameView: Hashable, Sendable {
         self.payloadRange = payload
         self.traceparentRange = traceparent
         self.tracestateRange = tracestate
+    }
+
+    /// End of a `string` value as libprotobuf-c keeps it: at the first NUL.
+    static func cStringEnd(_ base: UnsafeRawPointer, _ range: Range<Int>) -> Int {
+        var i = range.lowerBound
+        while i < range.upperBound, base.load(fromByteOffset: i, as: UInt8.self) != 0 { i &+= 1 }
+        return i
     }
 
     /// The payload bytes inside `buffer` (the buffer this view was parsed from).

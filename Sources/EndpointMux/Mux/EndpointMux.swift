@@ -66,10 +66,12 @@ public struct EndpointMux: Sendable {
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
     public func poll(_ buffer: UnsafeRawBufferPointer) throws(MuxError) -> MuxVerdict {
         guard !buffer.isEmpty else { return .needMoreBytes }
-        switch legacyDetector(buffer) {
-        case .legacy: return .legacy
-        case .needMoreBytes: return .needMoreBytes
-        case .notLegacy: break
+        if case let .custom(classify) = legacyDetector.storage {
+            switch classify(buffer) {
+            case .legacy: return .legacy
+            case .needMoreBytes: return .needMoreBytes
+            case .notLegacy: break
+            }
         }
         guard buffer[0] == V1Framing.framingByte else { return .legacy }
         return try pollFrame(buffer)
@@ -83,16 +85,13 @@ public struct EndpointMux: Sendable {
 
     /// Steps 4–8 for a buffer whose first byte is `0x01`.
     func pollFrame(_ buffer: UnsafeRawBufferPointer) throws(MuxError) -> MuxVerdict {
-        let bodyLength: Int
-        do {
-            guard case let .header(length) = try V1Framing.readHeader(
-                buffer, maxBodyByteCount: limits.maxFrameBodyByteCount)
-            else { return .needMoreBytes }
-            bodyLength = length
-        } catch {
-            throw .framing(error)
+        // Byte 0 is 0x01 (checked by the caller); read the length, check the cap first.
+        guard buffer.count >= V1Framing.headerByteCount else { return .needMoreBytes }
+        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+        guard UInt64(length) <= UInt64(limits.maxFrameBodyByteCount) else {
+            throw .framing(.frameTooLarge(length: UInt64(length), limit: limits.maxFrameBodyByteCount))
         }
-        let consumed = V1Framing.headerByteCount + bodyLength
+        let consumed = V1Framing.headerByteCount + Int(length)
         guard buffer.count >= consumed else { return .needMoreBytes }
         let view: FrameView
         do {

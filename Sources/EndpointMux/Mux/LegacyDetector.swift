@@ -14,21 +14,29 @@ public enum LegacyClassification: Hashable, Sendable {
 /// A detector is a pure function of the buffered bytes: it must not keep state and must
 /// answer ``LegacyClassification/needMoreBytes`` rather than guess when it cannot tell.
 public struct LegacyDetector: Sendable {
-    let classify: (@Sendable (UnsafeRawBufferPointer) -> LegacyClassification)?
+    enum Storage: Sendable {
+        case never
+        case custom(@Sendable (UnsafeRawBufferPointer) -> LegacyClassification)
+    }
+
+    let storage: Storage
 
     /// Wraps a closure that classifies the front of a buffer (never empty when called).
     public init(_ classify: @escaping @Sendable (UnsafeRawBufferPointer) -> LegacyClassification) {
-        self.classify = classify
+        self.storage = .custom(classify)
     }
 
-    private init() { self.classify = nil }
+    private init() { self.storage = .never }
 
     /// Never legacy: every byte goes to the mux (the running-process service's choice).
     public static let never = LegacyDetector()
 
-    /// Classifies `bytes`.
+    /// Classifies `bytes`; an empty buffer needs more bytes.
     public func callAsFunction(_ bytes: UnsafeRawBufferPointer) -> LegacyClassification {
-        guard let classify, !bytes.isEmpty else { return bytes.isEmpty ? .needMoreBytes : .notLegacy }
-        return classify(bytes)
+        guard !bytes.isEmpty else { return .needMoreBytes }
+        switch storage {
+        case .never: return .notLegacy
+        case let .custom(classify): return classify(bytes)
+        }
     }
 }

@@ -36,93 +36,99 @@ struct ProtobufWireScanner {
         base.unsafelyUnwrapped.load(fromByteOffset: index, as: UInt8.self)
     }
 
-    /// The next field, `nil` at the end, or an error string for malformed input.
-    mutating func next() -> Result<Field, ProtobufWireError>? {
+    /// The next field, `nil` at the end.
+    /// - Throws: ``ProtobufWireError`` where libprotobuf-c's scan would fail.
+    @inline(__always)
+    mutating func next() throws(ProtobufWireError) -> Field? {
         guard offset < end else { return nil }
-        // Tag: at most 5 bytes, field number 0 rejected.
-        let first = byte(offset)
-        guard first & 0xF8 != 0 else { return .failure(.zeroFieldNumber(offset: offset)) }
-        let rawWireType = first & 7
-        var number = UInt32((first & 0x7F) >> 3)
-        var used = 1
-        if first & 0x80 != 0 {
-            var shift: UInt32 = 4
-            let maxUsed = min(5, end - offset)
-            var terminated = false
-            while used < maxUsed {
-                let b = byte(offset + used)
-                used += 1
-                if b & 0x80 != 0 {
-                    number |= UInt32(b & 0x7F) &<< shift
-                    shift += 7
-                } else {
-                    number |= UInt32(b) &<< shift
-                    terminated = true
-                    break
-                }
-            }
-            guard terminated else { return .failure(.badTag(offset: offset)) }
-        }
         let tagOffset = offset
-        offset += used
+        let first = byte(offset)
+        let number: UInt32
+        let rawWireType = first & 7
+        if first & 0x80 == 0 {
+            // One-byte tag: the common case. Field number 0 is rejected.
+            guard first & 0xF8 != 0 else { throw .zeroFieldNumber(offset: offset) }
+            number = UInt32(first >> 3)
+            offset += 1
+        } else {
+            number = try slowTag()
+        }
         let remaining = end - offset
         switch rawWireType {
         case 0:
-            let maxLength = min(10, remaining)
-            var length = 0
-            while length < maxLength, byte(offset + length) & 0x80 != 0 { length += 1 }
-            guard length < maxLength else { return .failure(.unterminatedVarint(offset: offset)) }
-            let field = Field(number: number, wireType: .varint, valueStart: offset, valueLength: length + 1)
-            offset += length + 1
-            return .success(field)
-        case 1:
-            guard remaining >= 8 else { return .failure(.truncated(offset: tagOffset)) }
-            let field = Field(number: number, wireType: .fixed64, valueStart: offset, valueLength: 8)
-            offset += 8
-            return .success(field)
-        case 5:
-            guard remaining >= 4 else { return .failure(.truncated(offset: tagOffset)) }
-            let field = Field(number: number, wireType: .fixed32, valueStart: offset, valueLength: 4)
-            offset += 4
-            return .success(field)
-        case 2:
-            let maxPrefix = min(5, remaining)
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            var prefix = 0
-            var terminated = false
-            while prefix < maxPrefix {
-                let b = byte(offset + prefix)
-                value |= UInt64(b & 0x7F) &<< shift
-                shift += 7
-                prefix += 1
-                if b & 0x80 == 0 { terminated = true; break }
+            guard remaining > 0 else { throw .unterminatedVarint(offset: offset) }
+            var length = 1
+            if byte(offset) & 0x80 != 0 {
+                let maxLength = min(10, remaining)
+                length = 0
+                while length < maxLength, byte(offset + length) & 0x80 != 0 { length += 1 }
+                guard length < maxLength else { throw .unterminatedVarint(offset: offset) }
+                length += 1
             }
-            guard terminated else { return .failure(.badLengthPrefix(offset: offset)) }
-            guard value <= UInt64(remaining - prefix) else { return .failure(.truncated(offset: tagOffset)) }
-            let field = Field(number: number, wireType: .lengthDelimited, valueStart: offset + prefix,
-                              valueLength: Int(value))
-            offset += prefix + Int(value)
-            return .success(field)
+            defer { offset += length }
+            return Field(number: number, wireType: .varint, valueStart: offset, valueLength: length)
+        case 2:
+            guard remaining > 0 else { throw .badLengthPrefix(offset: offset) }
+            var value = UInt64(byte(offset))
+            var prefix = 1
+            if value >= 0x80 {
+                value &= 0x7F
+                let maxPrefix = min(5, remaining)
+                var shift: UInt64 = 7
+                var terminated = false
+                while prefix < maxPrefix {
+                    let b = byte(offset + prefix)
+                    value |= UInt64(b & 0x7F) &<< shift
+                    shift += 7
+                    prefix += 1
+                    if b & 0x80 == 0 { terminated = true; break }
+                }
+                guard terminated else { throw .badLengthPrefix(offset: offset) }
+            }
+            guard value <= UInt64(remaining - prefix) else { throw .truncated(offset: tagOffset) }
+            defer { offset += prefix + Int(value) }
+            return Field(number: number, wireType: .lengthDelimited, valueStart: offset + prefix,
+                         valueLength: Int(value))
+        case 1:
+            guard remaining >= 8 else { throw .truncated(offset: tagOffset) }
+            defer { offset += 8 }
+            return Field(number: number, wireType: .fixed64, valueStart: offset, valueLength: 8)
+        case 5:
+            guard remaining >= 4 else { throw .truncated(offset: tagOffset) }
+            defer { offset += 4 }
+            return Field(number: number, wireType: .fixed32, valueStart: offset, valueLength: 4)
         default:
-            return .failure(.unsupportedWireType(rawWireType, offset: tagOffset))
+            throw .unsupportedWireType(rawWireType, offset: tagOffset)
         }
     }
 
-    /// `uint32`/`int32`/enum value of a varint field, as libprotobuf-c's `parse_uint32`.
-    func uint32(_ field: Field) -> UInt32 {
-        let n = field.valueLength
-        var value = UInt32(byte(field.valueStart) & 0x7F)
-        if n > 1 { value |= UInt32(byte(field.valueStart + 1) & 0x7F) &<< 7 }
-        if n > 2 { value |= UInt32(byte(field.valueStart + 2) & 0x7F) &<< 14 }
-        if n > 3 { value |= UInt32(byte(field.valueStart + 3) & 0x7F) &<< 21 }
-        if n > 4 { value |= UInt32(byte(field.valueStart + 4)) &<< 28 }
-        return value
+    /// A tag of 2–5 bytes (libprotobuf-c's `parse_tag_and_wiretype`).
+    @inline(never)
+    mutating func slowTag() throws(ProtobufWireError) -> UInt32 {
+        let first = byte(offset)
+        guard first & 0xF8 != 0 else { throw .zeroFieldNumber(offset: offset) }
+        var number = UInt32((first & 0x7F) >> 3)
+        var shift: UInt32 = 4
+        let maxUsed = min(5, end - offset)
+        var used = 1
+        while used < maxUsed {
+            let b = byte(offset + used)
+            used += 1
+            if b & 0x80 != 0 {
+                number |= UInt32(b & 0x7F) &<< shift
+                shift += 7
+            } else {
+                number |= UInt32(b) &<< shift
+                offset += used
+                return number
+            }
+        }
+        throw .badTag(offset: offset)
     }
 
-    /// `uint64` value of a varint field, as libprotobuf-c's `parse_uint64`.
+    /// `uint64` value of a varint field (low 64 bits, as libprotobuf-c's `parse_uint64`).
+    @inline(__always)
     func uint64(_ field: Field) -> UInt64 {
-        if field.valueLength < 5 { return UInt64(uint32(field)) }
         var value: UInt64 = 0
         var shift: UInt64 = 0
         for i in 0..<field.valueLength {
@@ -130,6 +136,14 @@ struct ProtobufWireScanner {
             shift += 7
         }
         return value
+    }
+
+    /// `uint32`/`int32`/enum value of a varint field: the low 32 bits, which is what
+    /// libprotobuf-c's `parse_uint32` computes from the first five bytes.
+    @inline(__always)
+    func uint32(_ field: Field) -> UInt32 {
+        if field.valueLength == 1 { return UInt32(byte(field.valueStart)) }
+        return UInt32(truncatingIfNeeded: uint64(field))
     }
 
     /// Offset just past the value's bytes up to its first NUL: what libprotobuf-c keeps
