@@ -1,0 +1,146 @@
+public import EndpointMux
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A client connection speaking v1 frames: sends requests, reads frames under a
+/// deadline, and matches replies by request id. An epitaph from the server surfaces as
+/// ``ClientError/epitaph(_:)``; EOF without one as ``ClientError/peerClosed``.
+///
+/// Blocking calls wait with `poll(2)` on the caller's thread: use it from a thread you own.
+public final class FrameClient {
+    /// The connected socket (owned; closed on deinit).
+    public var fileDescriptor: Int32 { socket.rawValue }
+    /// The lane epitaphs arrive on.
+    public let epitaphLane: PayloadProtocol
+    private let socket: OwnedFileDescriptorBox
+    private var buffer: [UInt8] = []
+    private var nextRequestID: UInt64 = 1
+    /// Frames read while waiting for another request id.
+    private var unmatched: [UInt64: Frame] = [:]
+
+    /// Connects to the Unix socket at `path`.
+    public init(socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph) throws(ClientError) {
+        do {
+            self.socket = OwnedFileDescriptorBox(try UnixSocket.connect(to: path))
+        } catch {
+            throw .connect(error)
+        }
+        self.epitaphLane = epitaphLane
+    }
+
+    /// The process id of the server, from `SO_PEERCRED`.
+    public func peerProcessID() throws(ClientError) -> Int32 {
+        do { return try SocketIO.peerProcessID(fileDescriptor) } catch { throw .transport(error) }
+    }
+
+    /// Writes `bytes` completely (`MSG_NOSIGNAL`).
+    public func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(ClientError) {
+        var sent = 0
+        while sent < bytes.count {
+            let attempt = bytes.withUnsafeBytes { raw in
+                Result { () throws(TransportError) in
+                    try SocketIO.send(to: fileDescriptor, bytes: UnsafeRawBufferPointer(rebasing: raw[sent...]),
+                                      fileDescriptors: [Int32]())
+                }
+            }
+            let result: Int?
+            switch attempt {
+            case let .success(value): result = value
+            case let .failure(error): throw .transport(error)
+            }
+            if let n = result { sent += n; continue }
+            try wait(writable: true, deadline: deadline)
+        }
+    }
+
+    /// Sends a REQUEST with a fresh request id and waits for the RESPONSE echoing it.
+    public func request(
+        lane: PayloadProtocol, payload: [UInt8], timeout: Duration = .seconds(5)
+    ) throws(ClientError) -> Frame {
+        let id = nextRequestID
+        nextRequestID += 1
+        let deadline = ContinuousClock.now + timeout
+        let frame = Frame(payloadProtocol: lane, payload: payload, requestID: id)
+        do { try write(frame.encoded(), deadline: deadline) } catch let error as ClientError { throw error } catch {
+            throw .malformedAnswer("request does not encode: \(error)")
+        }
+        return try response(to: id, lane: lane, deadline: deadline)
+    }
+
+    /// Waits for the RESPONSE on `lane` echoing `requestID`; other frames are kept for later.
+    public func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
+        throws(ClientError) -> Frame
+    {
+        if let frame = unmatched.removeValue(forKey: requestID) { return frame }
+        while true {
+            let frame = try readFrame(deadline: deadline)
+            if frame.kind == .response, frame.payloadProtocol == lane, frame.requestID == requestID { return frame }
+            if frame.kind == .response { unmatched[frame.requestID] = frame }
+        }
+    }
+
+    /// Reads the next frame; an epitaph frame ends the conversation with ``ClientError/epitaph(_:)``.
+    public func readFrame(deadline: ContinuousClock.Instant) throws(ClientError) -> Frame {
+        while true {
+            if let frame = try takeFrame() {
+                if let epitaph = Epitaph(v1Frame: frame, lane: epitaphLane) { throw .epitaph(epitaph) }
+                return frame
+            }
+            try wait(writable: false, deadline: deadline)
+            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+            let n = chunk.withUnsafeMutableBytes { recv(fileDescriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                buffer += chunk[..<n]
+            } else if n == 0 {
+                throw .peerClosed
+            } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                if errno == ECONNRESET { throw .peerClosed }
+                throw .transport(.system(operation: "recv", errno: errno))
+            }
+        }
+    }
+
+    private func takeFrame() throws(ClientError) -> Frame? {
+        guard !buffer.isEmpty else { return nil }
+        let status: V1Framing.HeaderStatus
+        switch buffer.withUnsafeBytes({ raw in Result { () throws(FramingError) in try V1Framing.readHeader(raw) } }) {
+        case let .success(value): status = value
+        case let .failure(error): throw .malformedAnswer(error.description)
+        }
+        guard case let .header(length) = status, buffer.count >= V1Framing.headerByteCount + length else { return nil }
+        let end = V1Framing.headerByteCount + length
+        let frame: Frame
+        do {
+            frame = try Frame(parsingBody: Array(buffer[V1Framing.headerByteCount..<end]))
+        } catch {
+            throw .malformedAnswer(error.description)
+        }
+        buffer.removeFirst(end)
+        return frame
+    }
+
+    private func wait(writable: Bool, deadline: ContinuousClock.Instant) throws(ClientError) {
+        let remaining = ContinuousClock.now.duration(to: deadline)
+        guard remaining > .zero else { throw .timedOut }
+        let ready: Bool
+        do {
+            ready = writable ? try SocketIO.waitUntilWritable(fileDescriptor, timeout: remaining)
+                : try SocketIO.waitUntilReadable(fileDescriptor, timeout: remaining)
+        } catch {
+            throw .transport(error)
+        }
+        if !ready { throw .timedOut }
+    }
+}
+
+/// Holds an ``OwnedFileDescriptor`` in a class so copyable types can own a socket.
+final class OwnedFileDescriptorBox {
+    private var descriptor: OwnedFileDescriptor
+    init(_ descriptor: consuming OwnedFileDescriptor) { self.descriptor = descriptor }
+    var rawValue: Int32 { descriptor.rawValue }
+}

@@ -1,0 +1,323 @@
+import CSocketShims
+public import EndpointMux
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Drives one connection over a socket the daemon owns: reads what arrived, lets the
+/// ``EndpointMux`` decide, answers probes itself, hands everything else to the daemon as
+/// ``ConnectionEvent``s, and ends bad connections with an epitaph.
+///
+/// The driver *borrows* the fd: it never closes it (after ``ConnectionEvent/closed(_:)``
+/// the daemon does) and it works with the daemon's own event loop:
+/// - call ``readable(now:)`` when the fd is readable (a non-blocking fd is read until it
+///   would block; a blocking fd is read once);
+/// - call ``writable()`` when ``wantsWritable`` and the fd is writable;
+/// - call ``tick(now:)`` at ``nextDeadline`` for the idle, partial-message and drain timers.
+///
+/// A driver is used from one thread at a time.
+public final class ConnectionDriver {
+    /// The borrowed socket.
+    public let fileDescriptor: Int32
+    /// The mux deciding every message.
+    public let mux: EndpointMux
+    /// Behaviour settings.
+    public let options: ConnectionOptions
+
+    enum State {
+        case active
+        case legacyTakenOver
+        /// Epitaph queued; after it is flushed, `shutdown(SHUT_WR)` and drain.
+        case closing(end: ConnectionEnd)
+        /// Draining the peer's bytes until EOF or `deadline`.
+        case draining(end: ConnectionEnd, deadline: ContinuousClock.Instant)
+        case closed
+    }
+
+    private(set) var state: State = .active
+    private var input = ReceiveBuffer()
+    private var receiver = SocketReceiver()
+    private var receivedFileDescriptors = FileDescriptorQueue()
+    private var output = OutboundQueue()
+    private let nonBlocking: Bool
+    private var lastActivity: ContinuousClock.Instant
+    private var partialSince: ContinuousClock.Instant?
+    /// Whether the peer has spoken the daemon's legacy protocol (no epitaphs for it).
+    private var spokeLegacy = false
+
+    /// Creates a driver for a connected stream socket the daemon owns.
+    public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
+                now: ContinuousClock.Instant = .now) {
+        self.fileDescriptor = fileDescriptor
+        self.mux = mux
+        self.options = options
+        self.lastActivity = now
+        let flags = fcntl(fileDescriptor, F_GETFL)
+        self.nonBlocking = flags >= 0 && flags & O_NONBLOCK != 0
+    }
+
+    /// Whether output is waiting for the fd to become writable.
+    public var wantsWritable: Bool { !output.isEmpty }
+
+    /// Whether the connection is over.
+    public var isClosed: Bool { if case .closed = state { return true } else { return false } }
+
+    /// Whether the driver still reads this fd (false after a sticky legacy takeover or close).
+    public var wantsReadable: Bool {
+        switch state {
+        case .active, .draining, .closing: return true
+        case .legacyTakenOver, .closed: return false
+        }
+    }
+
+    /// When ``tick(now:)`` must next be called, if ever.
+    public var nextDeadline: ContinuousClock.Instant? {
+        switch state {
+        case .active:
+            if let partialSince, let limit = options.partialMessageTimeout { return partialSince + limit }
+            if input.isEmpty, let limit = options.idleTimeout { return lastActivity + limit }
+            return nil
+        case let .draining(_, deadline): return deadline
+        case .closing, .legacyTakenOver, .closed: return nil
+        }
+    }
+
+    /// Reads what the socket has, decides every complete message, writes probe answers,
+    /// and returns the events for the daemon, in order.
+    public func readable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
+        var events = takePendingEvents()
+        readLoop: while true {
+            switch state {
+            case .active:
+                var outcome = SocketIO.ReceiveOutcome.wouldBlock
+                do {
+                    _ = try input.append(minimumSpace: options.receiveChunkByteCount) {
+                        (space) throws(TransportError) -> Int in
+                        outcome = try receiver.receive(from: fileDescriptor, into: space,
+                                                       fileDescriptors: &receivedFileDescriptors)
+                        if case let .received(n) = outcome { return n }
+                        return 0
+                    }
+                } catch {
+                    finish(.transportError(error), events: &events)
+                    break readLoop
+                }
+                switch outcome {
+                case .received:
+                    lastActivity = now
+                    decide(now: now, events: &events)
+                    if !nonBlocking { break readLoop }
+                case .wouldBlock:
+                    break readLoop
+                case .endOfFile:
+                    decide(now: now, events: &events)
+                    if case .active = state {
+                        let end: ConnectionEnd = input.isEmpty ? .peerClosed : .peerClosedMidMessage(bufferedByteCount: input.count)
+                        finish(end, events: &events)
+                    }
+                    break readLoop
+                }
+            case .draining:
+                if drainOnce() { finishDrain(events: &events); break readLoop }
+                if !nonBlocking { break readLoop }
+            case .closing, .legacyTakenOver, .closed:
+                break readLoop
+            }
+        }
+        flushAfterEvents(events: &events)
+        return events
+    }
+
+    /// Flushes queued output (call when ``wantsWritable`` and the fd is writable).
+    /// Returns events only when the connection ends.
+    public func writable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
+        var events = takePendingEvents()
+        flushAfterEvents(events: &events, now: now)
+        return events
+    }
+
+    /// Runs the timers: idle and partial-message timeouts end the connection with a
+    /// ``EpitaphStatus/timedOut`` epitaph; a drain that ran out of time closes.
+    public func tick(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
+        var events = takePendingEvents()
+        switch state {
+        case .active:
+            if let partialSince, let limit = options.partialMessageTimeout, now >= partialSince + limit {
+                fail(Epitaph(status: .timedOut, reason: "no complete message within \(limit)"), events: &events, now: now)
+            } else if input.isEmpty, let limit = options.idleTimeout, now >= lastActivity + limit {
+                fail(Epitaph(status: .timedOut, reason: "connection idle for \(limit)"), events: &events, now: now)
+            }
+        case let .draining(_, deadline) where now >= deadline:
+            finishDrain(events: &events)
+        default:
+            break
+        }
+        return events
+    }
+
+    /// Queues a v1 frame for the peer.
+    /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when it exceeds the cap;
+    ///   nothing is queued then (the connection stays usable).
+    public func send(_ frame: Frame) throws(FramingError) {
+        output.enqueue(try frame.encoded(maxBodyByteCount: mux.limits.maxFrameBodyByteCount))
+        tryFlush()
+    }
+
+    /// Queues raw bytes (e.g. a legacy reply) for the peer.
+    public func send(bytes: [UInt8]) {
+        output.enqueue(bytes)
+        tryFlush()
+    }
+
+    /// Ends the connection from the daemon's side: sends `epitaph` (v1 framing, or none
+    /// for legacy peers), shuts down writing, drains, then reports
+    /// ``ConnectionEvent/closed(_:)`` from a later ``readable(now:)``/``tick(now:)``.
+    public func close(epitaph: Epitaph = Epitaph(status: .ok, reason: "closed by the server"),
+                      now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
+        var events: [ConnectionEvent] = []
+        switch state {
+        case .active, .legacyTakenOver:
+            beginClosing(epitaph: spokeLegacy ? nil : epitaph, end: .closedByDaemon, events: &events, now: now)
+        default:
+            break
+        }
+        return events
+    }
+
+    // MARK: - Deciding
+
+    private func decide(now: ContinuousClock.Instant, events: inout [ConnectionEvent]) {
+        while case .active = state, !input.isEmpty {
+            let verdict: MuxVerdict
+            do {
+                verdict = try input.withUnsafeBytes { (raw) throws(MuxError) in try mux.poll(raw) }
+            } catch {
+                fail(error.epitaph, events: &events, now: now)
+                return
+            }
+            switch verdict {
+            case .needMoreBytes:
+                if partialSince == nil { partialSince = now }
+                return
+            case .legacy:
+                switch options.legacyMode {
+                case .reject:
+                    let first = input.withUnsafeBytes { $0.first ?? 0 }
+                    fail(Epitaph(status: .invalidFrame, reason: FramingError.unsupportedFramingVersion(first).description),
+                         events: &events, now: now)
+                    return
+                case .sticky:
+                    spokeLegacy = true
+                    events.append(.legacyTakeover(input.bytes))
+                    input.removeAll()
+                    receivedFileDescriptors.closeAll()
+                    state = .legacyTakenOver
+                    return
+                case let .perMessage(delimit):
+                    spokeLegacy = true
+                    switch input.withUnsafeBytes({ delimit($0) }) {
+                    case .needMoreBytes:
+                        if input.count > options.maxLegacyMessageByteCount {
+                            fail(nil, events: &events, now: now)
+                            return
+                        }
+                        if partialSince == nil { partialSince = now }
+                        return
+                    case let .complete(n) where n > 0 && n <= input.count:
+                        events.append(.legacyMessage(Array(input.bytes.prefix(n))))
+                        input.consume(n)
+                    case .complete, .invalid:
+                        fail(nil, events: &events, now: now)
+                        return
+                    }
+                }
+            case let .probeAnswered(reply, consumed):
+                output.enqueue(reply)
+                input.consume(consumed)
+            case let .payload(view, consumed):
+                events.append(.payload(input.withUnsafeBytes { view.frame(in: $0) }))
+                input.consume(consumed)
+            }
+            partialSince = nil
+        }
+        if input.isEmpty { partialSince = nil }
+    }
+
+    // MARK: - Ending
+
+    private func fail(_ epitaph: Epitaph?, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
+        beginClosing(epitaph: spokeLegacy ? nil : epitaph, end: .failed(spokeLegacy ? nil : epitaph),
+                     events: &events, now: now)
+    }
+
+    private func beginClosing(epitaph: Epitaph?, end: ConnectionEnd, events: inout [ConnectionEvent],
+                              now: ContinuousClock.Instant) {
+        input.removeAll()
+        receivedFileDescriptors.closeAll()
+        if let epitaph, let bytes = try? epitaph.v1Frame(lane: options.epitaphLane).encoded() {
+            output.enqueue(bytes)
+        }
+        state = .closing(end: end)
+        flushAfterEvents(events: &events, now: now)
+    }
+
+    /// Flushes output; moves a closing connection on to shutdown and draining.
+    private func flushAfterEvents(events: inout [ConnectionEvent], now: ContinuousClock.Instant = .now) {
+        if !output.isEmpty {
+            do {
+                _ = try output.flush(to: fileDescriptor)
+            } catch {
+                finish(.transportError(error), events: &events)
+                return
+            }
+        }
+        if case let .closing(end) = state, output.isEmpty {
+            shutdown(fileDescriptor, Int32(SHUT_WR))
+            state = .draining(end: end, deadline: now + options.drainTimeout)
+            if drainOnce() { finishDrain(events: &events) }
+        }
+    }
+
+    private func tryFlush() {
+        var events: [ConnectionEvent] = []
+        flushAfterEvents(events: &events)
+        pendingEvents += events
+    }
+
+    /// Events produced outside a read (a send that hit a transport error); delivered by
+    /// the next ``readable(now:)``, ``writable(now:)`` or ``tick(now:)``.
+    private var pendingEvents: [ConnectionEvent] = []
+
+    private func takePendingEvents() -> [ConnectionEvent] {
+        defer { pendingEvents = [] }
+        return pendingEvents
+    }
+
+    /// Reads and discards what is available; true once the peer's EOF (or an error) is seen.
+    private func drainOnce() -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = scratch.withUnsafeMutableBytes { recv(fileDescriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 { continue }
+            if n == 0 { return true }
+            if errno == EINTR { continue }
+            return !(errno == EAGAIN || errno == EWOULDBLOCK)
+        }
+    }
+
+    private func finishDrain(events: inout [ConnectionEvent]) {
+        guard case let .draining(end, _) = state else { return }
+        finish(end, events: &events)
+    }
+
+    private func finish(_ end: ConnectionEnd, events: inout [ConnectionEvent]) {
+        input.removeAll()
+        receivedFileDescriptors.closeAll()
+        state = .closed
+        events.append(.closed(end))
+    }
+}
