@@ -135,3 +135,65 @@ private let systemWrite = Glibc.write
 #elseif canImport(Darwin)
 private let systemWrite = Darwin.write
 #endif
+
+extension IdentityFile {
+    /// Parses an identity file (pretty or compact JSON) as the reference's reader does:
+    /// `pid`, `exe_path`, `exe_hash_algorithm` (must be `"blake3"`), `exe_hash` (32
+    /// numbers), `boot_id`, `ipc_endpoint` and `started_at_unix_ms` are required;
+    /// `legacy_exe_sha256` and `idle_timeout_secs` are optional.
+    /// - Throws: ``IdentityError/malformedIdentityFile(path:reason:)``.
+    public static func decode(_ bytes: [UInt8], path: String = "<identity file>") throws(IdentityError) -> DaemonIdentity {
+        func fail(_ reason: String) -> IdentityError { .malformedIdentityFile(path: path, reason: reason) }
+        let parsed = bytes.withUnsafeBytes { raw in Result { () throws(JSONSyntaxError) in try JSONValue(parsing: raw) } }
+        let root: JSONValue
+        switch parsed {
+        case let .success(value): root = value
+        case let .failure(error): throw fail("not JSON: \(error)")
+        }
+        guard case .object = root else { throw fail("top level is not an object") }
+        func string(_ key: String, in value: JSONValue = root) throws(IdentityError) -> String {
+            guard let text = value[key]?.stringValue else { throw fail("\(key) is missing or not a string") }
+            return text
+        }
+        func unsigned(_ key: String, max: UInt64) throws(IdentityError) -> UInt64 {
+            guard let number = root[key]?.numberValue?.uint64, number <= max else {
+                throw fail("\(key) is missing or not an unsigned integer")
+            }
+            return number
+        }
+        func bytes32(_ key: String) throws(IdentityError) -> [UInt8]? {
+            guard let value = root[key], value != .null else { return nil }
+            guard let array = value.arrayValue, array.count == 32 else { throw fail("\(key) is not an array of 32 bytes") }
+            var out: [UInt8] = []
+            for element in array {
+                guard let n = element.numberValue?.uint64, n <= 255 else { throw fail("\(key) holds a non-byte") }
+                out.append(UInt8(n))
+            }
+            return out
+        }
+        let algorithm = try string("exe_hash_algorithm")
+        guard algorithm == DaemonIdentity.blake3Algorithm else { throw fail("exe_hash_algorithm \"\(algorithm)\" is not blake3") }
+        guard let hash = try bytes32("exe_hash") else { throw fail("exe_hash is missing") }
+        guard let endpoint = root["ipc_endpoint"], case .object = endpoint else { throw fail("ipc_endpoint is missing") }
+        var idle: UInt32?
+        if let value = root["idle_timeout_secs"], value != .null {
+            guard let n = value.numberValue?.uint64, n <= UInt64(UInt32.max) else { throw fail("idle_timeout_secs is invalid") }
+            idle = UInt32(n)
+        }
+        return DaemonIdentity(
+            pid: UInt32(try unsigned("pid", max: UInt64(UInt32.max))),
+            executablePath: try string("exe_path"),
+            executableHash: hash,
+            executableHashAlgorithm: algorithm,
+            bootID: try string("boot_id"),
+            endpoint: IPCEndpoint(namespaceID: try string("namespace_id", in: endpoint), path: try string("path", in: endpoint)),
+            startedAtUnixMilliseconds: try unsigned("started_at_unix_ms", max: .max),
+            idleTimeoutSeconds: idle,
+            legacyExecutableSHA256: try bytes32("legacy_exe_sha256") ?? [UInt8](repeating: 0, count: 32))
+    }
+
+    /// Reads and parses the identity file at `path`.
+    public static func read(from path: String) throws(IdentityError) -> DaemonIdentity {
+        try decode(FileSystem.readFile(path), path: path)
+    }
+}

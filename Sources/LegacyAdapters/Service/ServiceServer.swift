@@ -43,6 +43,7 @@ public final class ServiceServer: Sendable {
         handler: @escaping RequestHandler
     ) throws(ServiceError) {
         let listener = try UnixSocket.bindListener(path: socketPath, serviceName: name)
+        _ = fcntl(listener.rawValue, F_SETFL, fcntl(listener.rawValue, F_GETFL) | O_NONBLOCK)
         let identity: DaemonIdentity
         do {
             identity = try DaemonIdentity.current(endpoint: IPCEndpoint(namespaceID: name, path: socketPath))

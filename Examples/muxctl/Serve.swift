@@ -1,0 +1,46 @@
+import ArgumentParser
+import EndpointMux
+import LegacyAdapters
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run an echo service (reply = \"echo:\" + payload) on the running-process service endpoint.")
+
+    @Option(help: "Service name ([a-z0-9-]{1,64}).") var name: String
+    @Option(help: "Service version (informational; not part of any path).") var version: String = "0.0.0"
+    @Option(help: "Payload protocol served, e.g. 0x7A63.") var lane: PayloadProtocol
+    @Option(name: .customLong("runtime-dir"), help: "Runtime directory (identity file; its FNV-1a tags the socket).")
+    var runtimeDirectory: String?
+    @Option(name: .customLong("idle-timeout-ms"), help: "Close connections idle this long (default: never).")
+    var idleTimeoutMilliseconds: Int?
+
+    func run() throws {
+        guard lane.isServiceLane else {
+            throw ValidationError(IdentityError.invalidServiceLane(lane).description)
+        }
+        let endpoint = try serviceEndpoint(name: name, runtimeDirectory: runtimeDirectory)
+        // Block the signals before any thread exists so only `sigwait` below sees them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        var options = ConnectionOptions()
+        options.idleTimeout = idleTimeoutMilliseconds.map { .milliseconds($0) }
+        let server = try ServiceServer(
+            name: name, socketPath: endpoint.socketPath, identityPath: endpoint.identityPath,
+            servedProtocols: [lane], options: options
+        ) { frame in Array("echo:".utf8) + frame.payload }
+        print("muxctl serve: \(name) \(version) on lane \(lane), pid \(getpid())")
+        print("socket: \(endpoint.socketPath)")
+        print("identity: \(endpoint.identityPath)")
+        fflush(nil)
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        server.stop()
+        print("muxctl serve: stopped on signal \(received)")
+    }
+}

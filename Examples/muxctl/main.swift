@@ -1,1 +1,0 @@
-print("muxctl: not built yet")
