@@ -45,5 +45,9 @@ let package = Package(
         ),
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
         .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
+        // Real peers: running-process from PyPI and the release muxctl (scripts/test.sh prepares both).
+        .testTarget(
+            name: "InteropTests", dependencies: ["EndpointMux", "LegacyAdapters"],
+            exclude: ["Python"], swiftSettings: strict),
     ]
 )
