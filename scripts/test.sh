@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what is missing, checks the committed
+# protobuf-c output is fresh, builds the release muxctl the interop tests drive, and runs
+# every test (unit, socket, fd-passing and interop against running-process from PyPI).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/setup.sh --interop
+scripts/generate-protos.sh --check
+swift build -c release --product muxctl
+export ENDPOINTMUX_MUXCTL="$root/.build/release/muxctl"
+export ENDPOINTMUX_PYTHON="$root/.venv-interop/bin/python3"
+swift build --build-tests
+swift test --skip-build "$@"
