@@ -127,6 +127,14 @@ struct JSONScannerTests {
         #expect(bad.withUnsafeBytes { scanner.scan($0) } == failure(0, .unexpectedByte(UInt8(ascii: "]"))))
         scanner.reset()
         #expect(first.withUnsafeBytes { scanner.scan($0) } == .complete(valueStart: 0, end: 3))
+        // A failure in the middle of a surrogate pair leaves nothing behind.
+        let lone = Array(#""\ud800\u0041""#.utf8)
+        scanner.reset()
+        #expect(lone.withUnsafeBytes { scanner.scan($0) } == failure(12, .loneSurrogate(0xD800)))
+        let escaped = Array(#""\u0041""#.utf8)
+        scanner.reset()
+        #expect(escaped.withUnsafeBytes { scanner.scan($0) } == .complete(valueStart: 0, end: 8))
+        #expect(scanner.topLevelKind == .string)
     }
 
     @Test(

@@ -228,16 +228,12 @@ public struct JSONScanner: Sendable {
     /// Forgets the current value so the next ``scan(_:endOfInput:)`` starts a new one at
     /// offset 0 of the buffer it is given.
     public mutating func reset() {
-        position = 0
-        start = -1
-        state = .leadingWhitespace
-        depth = 0
-        topLevelKind = nil
-        stringIsKey = false
-        literalCount = 0
-        hexCount = 0
-        utf8Remaining = 0
-        finished = nil
+        // Keep the container bits' storage and the work counter; everything else restarts.
+        let bits = objectBits
+        let examined = bytesExamined
+        self = JSONScanner(limits: limits, requiresObject: requiresObject)
+        objectBits = bits
+        bytesExamined = examined
     }
 
     /// Continues scanning the value at the front of `buffer`.
