@@ -11,4 +11,5 @@ swift build -c release --product muxctl
 export ENDPOINTMUX_MUXCTL="$root/.build/release/muxctl"
 export ENDPOINTMUX_PYTHON="$root/.venv-interop/bin/python3"
 swift build --build-tests
-swift test --skip-build "$@"
+# Serial: fd-leak checks count /proc/self/fd, which parallel tests (and child processes) would disturb.
+swift test --skip-build --no-parallel "$@"

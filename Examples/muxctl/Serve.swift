@@ -7,7 +7,7 @@ import Glibc
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run an echo service (reply = \"echo:\" + payload) on the running-process service endpoint.")
+        abstract: "Run an echo service (reply = \"echo:\" + payload; JSON-FD control methods echo, readFds, createFds, stats) on the running-process service endpoint.")
 
     @Option(help: "Service name ([a-z0-9-]{1,64}).") var name: String
     @Option(help: "Service version (informational; not part of any path).") var version: String = "0.0.0"
@@ -32,7 +32,8 @@ struct Serve: ParsableCommand {
         options.idleTimeout = idleTimeoutMilliseconds.map { .milliseconds($0) }
         let server = try ServiceServer(
             name: name, socketPath: endpoint.socketPath, identityPath: endpoint.identityPath,
-            servedProtocols: [lane], options: options
+            servedProtocols: [lane], options: options,
+            controlHandler: { received, context in EchoControlMethods.handle(received, context: context) }
         ) { frame in Array("echo:".utf8) + frame.payload }
         print("muxctl serve: \(name) \(version) on lane \(lane), pid \(getpid())")
         print("socket: \(endpoint.socketPath)")

@@ -72,6 +72,7 @@ import Testing
             case let .payload(view, consumed): seen.append("p\(view.requestID)"); buffer.removeFirst(consumed); continue
             case let .probeAnswered(_, consumed): seen.append("probe"); buffer.removeFirst(consumed); continue
             case .legacy: seen.append("legacy")
+            default: seen.append("\(verdict)")
             }
             break
         }
@@ -184,5 +185,73 @@ import Testing
                             payloadEncoding: .zstd, deadlineUnixMilliseconds: 1).encoded()
         guard case let .payload(view, _) = try mux.poll(odd) else { Issue.record("not delivered"); return }
         #expect(view.envelopeVersion == 2 && view.payloadEncoding == .zstd && view.deadlineUnixMilliseconds == 1)
+    }
+}
+
+/// Control messages through the mux and a session.
+@Suite struct MuxControlTests {
+    let mux = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [0x7A63])
+
+    @Test func braceLedInputIsControl() throws {
+        let bytes = Array(#"  {"jsonrpc":"2.0","method":"echo","params":[1],"id":7,"fds":2}"#.utf8)
+        #expect(try mux.poll(bytes) == .needMoreFileDescriptors(needed: 2, queued: 0))
+        guard case let .control(message, fds, consumed) = try mux.poll(bytes, queuedFileDescriptors: 2) else {
+            Issue.record("not control"); return
+        }
+        #expect(fds == 2 && consumed == bytes.count && message.method == "echo")
+    }
+
+    @Test func controlCanBeTurnedOff() throws {
+        let off = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [0x7A63], acceptsControlMessages: false)
+        #expect(try off.poll(Array("{}".utf8)) == .legacy)
+    }
+
+    @Test func detectorRunsBeforeControl() throws {
+        let json = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [0x7A63],
+                               legacyDetector: LegacyDetector { $0[0] == UInt8(ascii: "{") ? .legacy : .notLegacy })
+        #expect(try json.poll(Array(#"{"jsonrpc":"2.0","method":"x"}"#.utf8)) == .legacy)
+    }
+
+    @Test func whitespaceBeforeAFrameIsSkippedOnlyAfterControl() throws {
+        var session = MuxSession(mux: mux)
+        let control = Array(#"{"jsonrpc":"2.0","method":"n"}"#.utf8)
+        let frame = try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: 9).encoded()
+        // Without control traffic, whitespace is the daemon's (legacy).
+        var fresh = MuxSession(mux: mux)
+        #expect(try (Array("  ".utf8) + frame).withUnsafeBytes { try fresh.poll($0) } == .legacy)
+        var buffer = control + Array("  ".utf8) + frame
+        guard case let .control(_, _, consumed) = try buffer.withUnsafeBytes({ try session.poll($0) }) else {
+            Issue.record("not control"); return
+        }
+        buffer.removeFirst(consumed)
+        guard case let .payload(view, frameConsumed) = try buffer.withUnsafeBytes({ try session.poll($0) }) else {
+            Issue.record("frame after control whitespace not delivered"); return
+        }
+        #expect(frameConsumed == buffer.count && view.requestID == 9 && Array(buffer[view.payloadRange]) == [1])
+    }
+
+    @Test func endOfInputOutcomes() throws {
+        var session = MuxSession(mux: mux)
+        #expect(try [UInt8]().withUnsafeBytes { try session.poll($0, endOfInput: true) } == .endOfStream)
+        let partial = Array(#"{"jsonrpc":"2.0","#.utf8)
+        #expect(throws: MuxError.self) { try partial.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) } }
+        let waiting = Array(#"{"jsonrpc":"2.0","method":"n","fds":1}"#.utf8)
+        #expect(throws: MuxError.control(.mismatchedCount(expected: 1, queued: 0))) {
+            try waiting.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) }
+        }
+        let frame = Array(try Frame(payloadProtocol: 0x7A63).encoded().dropLast())
+        #expect(throws: MuxError.truncatedFrame(bufferedByteCount: frame.count)) {
+            try frame.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) }
+        }
+    }
+
+    @Test func controlErrorsMapToEpitaphs() {
+        #expect(MuxError.control(.mismatchedCount(expected: 2, queued: 0)).epitaphStatus == .badState)
+        #expect(MuxError.control(.messageTooLarge(limit: 1)).epitaphStatus == .outOfRange)
+        #expect(MuxError.control(.invalidFileDescriptorCount(found: "-1")).epitaphStatus == .invalidArguments)
+        #expect(MuxError.control(.tooManyFileDescriptors(count: 2000, limit: 1024)).epitaphStatus == .noResources)
+        #expect(MuxError.control(.mismatchedCount(expected: 2, queued: 0)).jsonRPCCode == -32050)
+        #expect(MuxError.framing(.frameTooLarge(length: 1, limit: 0)).epitaphStatus == .outOfRange)
+        #expect(MuxError.unservedPayloadProtocol(payloadProtocol: 0x7001).epitaphStatus == .notSupported)
     }
 }

@@ -49,8 +49,8 @@ import Testing
             switch try mux.poll(input) {
             case .needMoreBytes:
                 break loop
-            case .legacy:
-                Issue.record("\(name): unexpected legacy verdict"); return
+            case .legacy, .control, .invalidControl, .needMoreFileDescriptors, .endOfStream:
+                Issue.record("\(name): unexpected verdict"); return
             case let .probeAnswered(reply, consumed):
                 output += reply
                 input.removeFirst(consumed)

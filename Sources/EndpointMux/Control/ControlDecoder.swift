@@ -76,6 +76,16 @@ public struct ControlDecoder: Sendable {
         self.scanner = JSONScanner(limits: limits.jsonLimits, requiresObject: true)
     }
 
+    /// Whether the decoder is between messages: no value started, none waiting for fds.
+    public var isBetweenMessages: Bool { pending == nil && scanner.valueStart == nil }
+
+    /// The complete message waiting for its fds, if any (e.g. to answer it with an error
+    /// before closing).
+    public var waitingMessage: ControlMessage? {
+        if case let .message(message, _, _)? = pending?.step { return message }
+        return nil
+    }
+
     /// Bytes examined so far across all calls (for tests of linear work).
     internal var bytesExamined: Int { scanner.bytesExamined + whitespaceExamined }
 

@@ -1,19 +1,24 @@
 /// Decides, one message at a time, what the bytes at the front of a connection are:
-/// the daemon's legacy wire, an identity probe, a v1 frame on a served lane, or an error.
+/// the daemon's legacy wire, an identity probe, a v1 frame on a served lane, a JSON-FD
+/// control message, or an error.
 ///
 /// `EndpointMux` is a value built once per daemon and shared by every connection. It does
-/// no I/O and keeps no per-connection state: ``poll(_:)`` is a pure function of the
-/// buffered bytes and consumes nothing. Adapters (see `LegacyAdapters`) loop: poll, act on
-/// the verdict, drop `consumed` bytes, poll again, until ``MuxVerdict/needMoreBytes``.
+/// no I/O: ``poll(_:queuedFileDescriptors:endOfInput:)`` is a pure function of the
+/// buffered bytes (and the number of queued fds) and consumes nothing. Adapters loop:
+/// poll, act on the verdict, drop `consumed` bytes, poll again, until the verdict asks for
+/// more input. A connection that carries control messages should poll through a
+/// ``MuxSession``, which keeps the JSON scan state between reads so a message arriving
+/// in many reads is scanned once (the stateless poll rescans it from the start).
 ///
-/// Decision order (running-process `BackendEndpointMux::poll`):
+/// Decision order (running-process `BackendEndpointMux::poll`, plus control):
 /// 1. empty buffer → need more bytes;
 /// 2. the legacy detector: legacy or need-more wins, even when byte 0 is `0x01`;
-/// 3. byte 0 ≠ `0x01` → legacy;
-/// 4. partial header or body → need more; length over the cap → error (checked before the
+/// 3. control enabled and the first non-whitespace byte is `{` → a control message;
+/// 4. byte 0 ≠ `0x01` → legacy (after control traffic, whitespace before `0x01` is skipped);
+/// 5. partial header or body → need more; length over the cap → error (checked before the
 ///    body arrives); undecodable body → error;
-/// 5. lane `0xB232` → validate the probe and answer it, or error;
-/// 6. other first-party lanes → error; 7. lanes not served → error; 8. else payload.
+/// 6. lane `0xB232` → validate the probe and answer it, or error;
+/// 7. other first-party lanes → error; 8. lanes not served → error; 9. else payload.
 public struct EndpointMux: Sendable {
     /// The identity proved to probes.
     public var identity: DaemonIdentity { responder.identity }
@@ -23,6 +28,8 @@ public struct EndpointMux: Sendable {
     public let legacyDetector: LegacyDetector
     /// Lanes served as payload, ascending.
     public let servedProtocols: [PayloadProtocol]
+    /// Whether JSON-FD control messages (first non-whitespace byte `{`) are accepted.
+    public let acceptsControlMessages: Bool
 
     let responder: ProbeResponder
     /// One bit per lane in `0...0xFFFF` (no service lane lies above).
@@ -35,14 +42,17 @@ public struct EndpointMux: Sendable {
     ///     lanes are never served, whatever this says.
     ///   - legacyDetector: the daemon's own protocol; ``LegacyDetector/never`` by default.
     ///   - limits: size limits.
+    ///   - acceptsControlMessages: route `{`-led input to the JSON-FD control decoder.
     ///   - includeLegacyProbeTail: append the reserved tag-3 slot to probe answers.
     public init(
         identity: DaemonIdentity,
         servedProtocols: some Sequence<PayloadProtocol>,
         legacyDetector: LegacyDetector = .never,
         limits: MuxLimits = MuxLimits(),
+        acceptsControlMessages: Bool = true,
         includeLegacyProbeTail: Bool = true
     ) {
+        self.acceptsControlMessages = acceptsControlMessages
         self.responder = ProbeResponder(identity: identity, includeLegacyTail: includeLegacyProbeTail)
         self.limits = limits
         self.legacyDetector = legacyDetector
@@ -63,39 +73,48 @@ public struct EndpointMux: Sendable {
     }
 
     /// Decides what the front of `buffer` is. Pure: reads `buffer`, consumes nothing.
+    ///
+    /// Control messages are decided from scratch on every call (linear in the buffered
+    /// message each time); stream them through a ``MuxSession`` instead.
+    /// - Parameters:
+    ///   - queuedFileDescriptors: fds received and not yet claimed (control messages wait
+    ///     for theirs).
+    ///   - endOfInput: the peer has ended the stream.
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
-    public func poll(_ buffer: UnsafeRawBufferPointer) throws(MuxError) -> MuxVerdict {
-        guard !buffer.isEmpty else { return .needMoreBytes }
-        if case let .custom(classify) = legacyDetector.storage {
-            switch classify(buffer) {
-            case .legacy: return .legacy
-            case .needMoreBytes: return .needMoreBytes
-            case .notLegacy: break
-            }
+    public func poll(
+        _ buffer: UnsafeRawBufferPointer, queuedFileDescriptors: Int = 0, endOfInput: Bool = false
+    ) throws(MuxError) -> MuxVerdict {
+        // Fast path for the per-frame hot loop: no detector and a v1 frame at the front.
+        if case .never = legacyDetector.storage, buffer.first == V1Framing.framingByte, !endOfInput {
+            return try pollFrame(buffer)
         }
-        guard buffer[0] == V1Framing.framingByte else { return .legacy }
-        return try pollFrame(buffer)
+        var session = MuxSession(mux: self)
+        return try session.poll(buffer, queuedFileDescriptors: queuedFileDescriptors, endOfInput: endOfInput)
     }
 
-    /// Decides what the front of `bytes` is; see ``poll(_:)-(UnsafeRawBufferPointer)``.
-    public func poll(_ bytes: [UInt8]) throws(MuxError) -> MuxVerdict {
-        let result = bytes.withUnsafeBytes { raw in Result { () throws(MuxError) in try poll(raw) } }
+    /// Decides what the front of `bytes` is; see ``poll(_:queuedFileDescriptors:endOfInput:)-(UnsafeRawBufferPointer,_,_)``.
+    public func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(MuxError) in
+                try poll(raw, queuedFileDescriptors: queuedFileDescriptors, endOfInput: endOfInput)
+            }
+        }
         return try result.get()
     }
 
-    /// Steps 4–8 for a buffer whose first byte is `0x01`.
-    func pollFrame(_ buffer: UnsafeRawBufferPointer) throws(MuxError) -> MuxVerdict {
-        // Byte 0 is 0x01 (checked by the caller); read the length, check the cap first.
-        guard buffer.count >= V1Framing.headerByteCount else { return .needMoreBytes }
-        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+    /// Steps 5–9 for a frame starting at `start` (where the byte is `0x01`); verdict
+    /// ranges and `consumed` count from the buffer's start.
+    func pollFrame(_ buffer: UnsafeRawBufferPointer, at start: Int = 0) throws(MuxError) -> MuxVerdict {
+        guard buffer.count - start >= V1Framing.headerByteCount else { return .needMoreBytes }
+        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 1, as: UInt32.self))
         guard UInt64(length) <= UInt64(limits.maxFrameBodyByteCount) else {
             throw .framing(.frameTooLarge(length: UInt64(length), limit: limits.maxFrameBodyByteCount))
         }
-        let consumed = V1Framing.headerByteCount + Int(length)
+        let consumed = start + V1Framing.headerByteCount + Int(length)
         guard buffer.count >= consumed else { return .needMoreBytes }
         let view: FrameView
         do {
-            view = try FrameView(parsingBodyIn: buffer, range: V1Framing.headerByteCount..<consumed)
+            view = try FrameView(parsingBodyIn: buffer, range: (start + V1Framing.headerByteCount)..<consumed)
         } catch {
             throw .framing(error)
         }

@@ -9,6 +9,10 @@ public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
     case unexpectedFirstPartyFrame(payloadProtocol: PayloadProtocol)
     /// A lane this daemon does not serve.
     case unservedPayloadProtocol(payloadProtocol: PayloadProtocol)
+    /// The JSON-FD control stream broke its rules (framing, limits, `fds`, fd count).
+    case control(ControlError)
+    /// The input ended inside a v1 frame (only with `endOfInput`).
+    case truncatedFrame(bufferedByteCount: Int)
 
     public var description: String {
         switch self {
@@ -16,22 +20,44 @@ public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
         case let .malformedProbe(error): return "malformed identity probe: \(error)"
         case let .unexpectedFirstPartyFrame(lane): return "unexpected first-party frame on lane \(lane)"
         case let .unservedPayloadProtocol(lane): return "payload protocol \(lane) is not served here"
+        case let .control(error): return error.description
+        case let .truncatedFrame(n): return "input ended inside a frame (\(n) bytes buffered)"
         }
     }
 }
 
 extension MuxError {
     /// The epitaph status this error ends a connection with:
-    /// frame too large → ``EpitaphStatus/outOfRange``; undecodable or unsupported framing
-    /// → ``EpitaphStatus/invalidFrame``; malformed probe → ``EpitaphStatus/invalidArguments``;
-    /// first-party or unserved lane → ``EpitaphStatus/notSupported``.
+    /// - frame too large, JSON too deep or too large → ``EpitaphStatus/outOfRange``;
+    /// - undecodable frame, JSON syntax or UTF-8 error, non-object → ``EpitaphStatus/invalidFrame``;
+    /// - malformed probe, invalid `fds` value → ``EpitaphStatus/invalidArguments``;
+    /// - first-party or unserved lane → ``EpitaphStatus/notSupported``;
+    /// - too many fds for one message → ``EpitaphStatus/noResources``;
+    /// - fd count mismatch, input ending inside a message → ``EpitaphStatus/badState``.
     public var epitaphStatus: EpitaphStatus {
         switch self {
         case .framing(.frameTooLarge): return .outOfRange
         case .framing: return .invalidFrame
         case .malformedProbe: return .invalidArguments
         case .unexpectedFirstPartyFrame, .unservedPayloadProtocol: return .notSupported
+        case .truncatedFrame: return .badState
+        case let .control(error):
+            switch error {
+            case .framing, .invalidUTF8, .topLevelNotObject: return .invalidFrame
+            case .nestingTooDeep, .messageTooLarge: return .outOfRange
+            case .invalidFileDescriptorCount, .invalidJSONRPC: return .invalidArguments
+            case .tooManyFileDescriptors: return .noResources
+            case .mismatchedCount, .truncatedAtEndOfInput: return .badState
+            }
         }
+    }
+
+    /// The JSON-RPC error code for the `rpc.epitaph` notification and for requests
+    /// still waiting for their fds: -32050 (File Descriptor Error) for framing and fd
+    /// faults, -32600 for invalid JSON-RPC.
+    public var jsonRPCCode: Int {
+        if case let .control(error) = self { return error.jsonRPCCode }
+        return JSONRPCErrorObject.fileDescriptorErrorCode
     }
 
     /// The epitaph an adapter sends before closing on this error.

@@ -13,4 +13,16 @@ public enum MuxVerdict: Hashable, Sendable {
     /// A v1 frame on a served lane: `frame` points into the polled buffer; drop
     /// `consumed` bytes when done with it. Every kind passes (the reference's rule).
     case payload(FrameView, consumed: Int)
+    /// A JSON-RPC control message (jsonrpc-fdpass): the caller dequeues the first
+    /// `fileDescriptors` fds of its FIFO queue for it and drops `consumed` bytes.
+    case control(ControlMessage, fileDescriptors: Int, consumed: Int)
+    /// A well-framed JSON object that is not JSON-RPC 2.0: drop `consumed` bytes, close
+    /// the first `fileDescriptors` queued fds, answer -32600 when `id` is known; the
+    /// connection stays usable.
+    case invalidControl(JSONRPCViolation, id: JSONRPCID?, fileDescriptors: Int, consumed: Int)
+    /// A complete control message declared `needed` fds and only `queued` have arrived
+    /// (they come in later `recvmsg` calls); read more. Only whitespace may arrive first.
+    case needMoreFileDescriptors(needed: Int, queued: Int)
+    /// The peer ended the stream at a message boundary (only with `endOfInput`).
+    case endOfStream
 }

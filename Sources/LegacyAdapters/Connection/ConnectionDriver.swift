@@ -39,6 +39,7 @@ public final class ConnectionDriver {
     }
 
     private(set) var state: State = .active
+    private var session: MuxSession
     private var input = ReceiveBuffer()
     private var receiver = SocketReceiver()
     private var receivedFileDescriptors = FileDescriptorQueue()
@@ -56,6 +57,7 @@ public final class ConnectionDriver {
         self.mux = mux
         self.options = options
         self.lastActivity = now
+        self.session = MuxSession(mux: mux)
         let flags = fcntl(fileDescriptor, F_GETFL)
         self.nonBlocking = flags >= 0 && flags & O_NONBLOCK != 0
     }
@@ -114,11 +116,8 @@ public final class ConnectionDriver {
                 case .wouldBlock:
                     break readLoop
                 case .endOfFile:
-                    decide(now: now, events: &events)
-                    if case .active = state {
-                        let end: ConnectionEnd = input.isEmpty ? .peerClosed : .peerClosedMidMessage(bufferedByteCount: input.count)
-                        finish(end, events: &events)
-                    }
+                    decide(now: now, events: &events, endOfInput: true)
+                    if case .active = state { finish(.peerClosed, events: &events) }
                     break readLoop
                 }
             case .draining:
@@ -167,6 +166,14 @@ public final class ConnectionDriver {
         tryFlush()
     }
 
+    /// Queues a control message (a response or notification) with `fileDescriptors`,
+    /// which are sent with it by `SCM_RIGHTS` (batched as jsonrpc-fdpass requires) and
+    /// closed here once sent; `fds` is set to their count.
+    public func send(_ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()) {
+        output.enqueue(message.encoded(fileDescriptorCount: fileDescriptors.count), fileDescriptors: fileDescriptors)
+        tryFlush()
+    }
+
     /// Queues raw bytes (e.g. a legacy reply) for the peer.
     public func send(bytes: [UInt8]) {
         output.enqueue(bytes)
@@ -190,18 +197,39 @@ public final class ConnectionDriver {
 
     // MARK: - Deciding
 
-    private func decide(now: ContinuousClock.Instant, events: inout [ConnectionEvent]) {
-        while case .active = state, !input.isEmpty {
+    private func decide(now: ContinuousClock.Instant, events: inout [ConnectionEvent], endOfInput: Bool = false) {
+        if receivedFileDescriptors.count > mux.limits.maxQueuedFileDescriptors {
+            fail(MuxError.control(.tooManyFileDescriptors(count: receivedFileDescriptors.count,
+                                                          limit: mux.limits.maxQueuedFileDescriptors)),
+                 events: &events, now: now)
+            return
+        }
+        while case .active = state {
+            if input.isEmpty && !endOfInput && session.waitingControlMessage == nil { break }
             let verdict: MuxVerdict
             do {
-                verdict = try input.withUnsafeBytes { (raw) throws(MuxError) in try mux.poll(raw) }
+                let queued = receivedFileDescriptors.count
+                verdict = try input.withUnsafeBytes { (raw) throws(MuxError) in
+                    try session.poll(raw, queuedFileDescriptors: queued, endOfInput: endOfInput)
+                }
             } catch {
-                fail(error.epitaph, events: &events, now: now)
+                if endOfInput, case .truncatedFrame = error, !session.hasSpokenControl {
+                    finish(.peerClosedMidMessage(bufferedByteCount: input.count), events: &events)
+                    return
+                }
+                fail(error, events: &events, now: now)
                 return
             }
             switch verdict {
-            case .needMoreBytes:
-                if partialSince == nil { partialSince = now }
+            case .needMoreBytes, .needMoreFileDescriptors:
+                if endOfInput {
+                    finish(input.isEmpty ? .peerClosed : .peerClosedMidMessage(bufferedByteCount: input.count), events: &events)
+                    return
+                }
+                if partialSince == nil, !input.isEmpty { partialSince = now }
+                return
+            case .endOfStream:
+                finish(.peerClosed, events: &events)
                 return
             case .legacy:
                 switch options.legacyMode {
@@ -221,7 +249,7 @@ public final class ConnectionDriver {
                     spokeLegacy = true
                     switch input.withUnsafeBytes({ delimit($0) }) {
                     case .needMoreBytes:
-                        if input.count > options.maxLegacyMessageByteCount {
+                        if input.count > options.maxLegacyMessageByteCount || endOfInput {
                             fail(nil, events: &events, now: now)
                             return
                         }
@@ -241,8 +269,22 @@ public final class ConnectionDriver {
             case let .payload(view, consumed):
                 events.append(.payload(input.withUnsafeBytes { view.frame(in: $0) }))
                 input.consume(consumed)
+            case let .control(message, count, consumed):
+                events.append(.control(ReceivedControlMessage(message: message,
+                                                              fileDescriptors: receivedFileDescriptors.dequeue(count))))
+                input.consume(consumed)
+            case let .invalidControl(violation, id, count, consumed):
+                var unclaimed = receivedFileDescriptors.dequeue(count)
+                unclaimed.closeAll()
+                input.consume(consumed)
+                if let id {
+                    let reply = ControlMessage.response(ControlResponse(
+                        id: id, error: .invalidRequest(data: .string(violation.description))))
+                    output.enqueue(reply.encoded())
+                }
             }
             partialSince = nil
+            lastActivity = now
         }
         if input.isEmpty { partialSince = nil }
     }
@@ -254,12 +296,32 @@ public final class ConnectionDriver {
                      events: &events, now: now)
     }
 
+    private func fail(_ error: MuxError, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
+        jsonRPCCode = error.jsonRPCCode
+        fail(error.epitaph, events: &events, now: now)
+    }
+
+    /// The JSON-RPC code used in a JSON-FD epitaph.
+    private var jsonRPCCode = JSONRPCErrorObject.fileDescriptorErrorCode
+
     private func beginClosing(epitaph: Epitaph?, end: ConnectionEnd, events: inout [ConnectionEvent],
                               now: ContinuousClock.Instant) {
+        let waiting = session.waitingControlMessage
         input.removeAll()
         receivedFileDescriptors.closeAll()
-        if let epitaph, let bytes = try? epitaph.v1Frame(lane: options.epitaphLane).encoded() {
-            output.enqueue(bytes)
+        if let epitaph {
+            if session.hasSpokenControl || waiting != nil {
+                // JSON-FD: answer the request still waiting for its fds, then rpc.epitaph.
+                if case let .request(request)? = waiting {
+                    let error = JSONRPCErrorObject.fileDescriptorError(data: .string(epitaph.reason))
+                    output.enqueue(ControlMessage.response(ControlResponse(id: request.id, error: error)).encoded())
+                }
+                let notification = ControlNotification.epitaph(
+                    status: Int(epitaph.status.rawValue), code: jsonRPCCode, reason: epitaph.reason)
+                output.enqueue(ControlMessage.notification(notification).encoded())
+            } else if let bytes = try? epitaph.v1Frame(lane: options.epitaphLane).encoded() {
+                output.enqueue(bytes)
+            }
         }
         state = .closing(end: end)
         flushAfterEvents(events: &events, now: now)

@@ -11,6 +11,8 @@ public enum ConnectionEvent: Sendable {
     case legacyTakeover([UInt8])
     /// Per-message legacy mode: one legacy message, as the daemon's decoder delimited it.
     case legacyMessage([UInt8])
+    /// A JSON-FD control message and the fds that came with it (owned by the event).
+    case control(ReceivedControlMessage)
     /// The connection is over; the daemon should close (or release) its fd.
     case closed(ConnectionEnd)
 }

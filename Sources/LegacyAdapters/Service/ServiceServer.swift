@@ -17,6 +17,10 @@ public final class ServiceServer: Sendable {
     /// Answers one REQUEST frame on a served lane; `nil` sends no reply. Runs on the
     /// event-loop thread, so it should be quick.
     public typealias RequestHandler = @Sendable (Frame) -> [UInt8]?
+    /// Answers one JSON-FD control message; the result (if any) is sent back on the same
+    /// connection with its fds. Fds of the received message that the handler does not
+    /// take are closed after it returns. Runs on the event-loop thread.
+    public typealias ControlHandler = @Sendable (ReceivedControlMessage, ConnectionContext) -> OutgoingControlMessage?
 
     /// The socket path served.
     public let socketPath: String
@@ -40,6 +44,7 @@ public final class ServiceServer: Sendable {
         servedProtocols: [PayloadProtocol],
         limits: MuxLimits = MuxLimits(),
         options: ConnectionOptions = ConnectionOptions(),
+        controlHandler: ControlHandler? = nil,
         handler: @escaping RequestHandler
     ) throws(ServiceError) {
         let listener = try UnixSocket.bindListener(path: socketPath, serviceName: name)
@@ -59,13 +64,14 @@ public final class ServiceServer: Sendable {
             throw .system(operation: "pipe", path: "", errno: errno)
         }
         for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let mux = EndpointMux(identity: identity, servedProtocols: servedProtocols, limits: limits)
+        let mux = EndpointMux(identity: identity, servedProtocols: servedProtocols, limits: limits,
+                              acceptsControlMessages: controlHandler != nil)
         self.socketPath = socketPath
         self.identityPath = identityPath
         self.mux = mux
         self.wakeWriter = pipeFDs[1]
         let loop = ServiceEventLoop(listener: listener.release(), wakeReader: pipeFDs[0], mux: mux,
-                                    options: options, handler: handler)
+                                    options: options, handler: handler, controlHandler: controlHandler)
         do {
             self.thread = try OwnedThread { loop.run() }
         } catch {
@@ -104,15 +110,18 @@ private final class ServiceEventLoop: @unchecked Sendable {
     let mux: EndpointMux
     let options: ConnectionOptions
     let handler: ServiceServer.RequestHandler
+    let controlHandler: ServiceServer.ControlHandler?
     var connections: [Int32: ConnectionDriver] = [:]
+    var contexts: [Int32: ConnectionContext] = [:]
 
     init(listener: Int32, wakeReader: Int32, mux: EndpointMux, options: ConnectionOptions,
-         handler: @escaping ServiceServer.RequestHandler) {
+         handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?) {
         self.listener = listener
         self.wakeReader = wakeReader
         self.mux = mux
         self.options = options
         self.handler = handler
+        self.controlHandler = controlHandler
     }
 
     func run() {
@@ -160,6 +169,7 @@ private final class ServiceEventLoop: @unchecked Sendable {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             connections[fd] = ConnectionDriver(borrowing: fd, mux: mux, options: options)
+            contexts[fd] = ConnectionContext()
         }
     }
 
@@ -171,10 +181,16 @@ private final class ServiceEventLoop: @unchecked Sendable {
                 guard frame.kind == .request, let reply = handler(frame) else { continue }
                 // A reply over the cap is dropped (the connection stays usable), as the reference does.
                 try? driver.send(frame.response(payload: reply))
+            case let .control(received):
+                guard let controlHandler, let context = contexts[driver.fileDescriptor] else { continue }
+                if let reply = controlHandler(received, context) {
+                    driver.send(reply.message, fileDescriptors: reply.takeFileDescriptors())
+                }
             case .legacyTakeover, .legacyMessage:
                 continue  // not produced in the service's .reject legacy mode
             case .closed:
                 connections[driver.fileDescriptor] = nil
+                contexts[driver.fileDescriptor] = nil
                 close(driver.fileDescriptor)
             }
         }

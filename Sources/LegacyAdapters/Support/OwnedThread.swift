@@ -34,6 +34,13 @@ final class OwnedThread: @unchecked Sendable {
         }
     }
 
+    /// Starts `body` on a new detached thread (its resources are freed when it ends).
+    static func detached(_ body: @escaping @Sendable () -> Void) throws(TransportError) {
+        let thread = try OwnedThread(body)
+        thread.lock.withLock { thread.joined = true }
+        pthread_detach(thread.handle)
+    }
+
     /// Waits for the thread to end (once; later calls return at once).
     func join() {
         let shouldJoin = lock.withLock { () -> Bool in
@@ -59,7 +66,7 @@ final class NSLockLike: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+    func withLock<R: ~Copyable>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
