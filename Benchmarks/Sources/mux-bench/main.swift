@@ -23,7 +23,7 @@ func requestFrame(payloadBytes: Int, requestID: UInt64 = 42) -> [UInt8] {
 /// poll of one frame with the verdict fully formed (FrameView with payload range).
 func benchPollSingle(_ name: String, payloadBytes: Int) {
     let bytes = requestFrame(payloadBytes: payloadBytes)
-    _ = bytes.withUnsafeBytes { raw in
+    bytes.withUnsafeBytes { raw in
         _ = Bench.run(name) {
             guard case let .payload(view, consumed)? = try? mux.poll(raw) else { fatalError("not a payload verdict") }
             blackHole(view.payloadRange.count &+ consumed)
@@ -88,6 +88,48 @@ do {
                 dst.copyMemory(from: src)
                 blackHole(dst[size - 1])
             }
+        }
+    }
+}
+
+// JSON-FD: one 16 MiB control message (mostly a long string) fed in 4 KiB reads through
+// a MuxSession (incremental scan + validation + parse), and a 1 KiB message per poll.
+do {
+    let filler = String(repeating: "abcdefghijklmnopqrstuvwxyz0123456789 ", count: 16 * 1024 * 1024 / 37 + 1)
+    var text = #"{"jsonrpc":"2.0","method":"put","params":{"blob":""# + filler
+    let target = 16 * 1024 * 1024 - 3
+    text = String(text.utf8.prefix(target - 0))!
+    text += #""}}"#
+    let message = Array(text.utf8)
+    precondition(message.count == 16 * 1024 * 1024, "message is \(message.count) bytes")
+    let limits = MuxLimits(control: ControlLimits(maxMessageBytes: 16 * 1024 * 1024 + 1))
+    let jsonMux = EndpointMux(identity: identity, servedProtocols: [lane], limits: limits)
+    _ = message.withUnsafeBytes { raw in
+        Bench.run("json.scan.16MiB", minimumBatchNanoseconds: 1, batches: 5) {
+            var session = MuxSession(mux: jsonMux)
+            var fed = 0
+            var done = false
+            while !done {
+                fed = min(raw.count, fed + 4096)
+                switch try? session.poll(UnsafeRawBufferPointer(rebasing: raw[..<fed])) {
+                case .control?: done = true
+                case .needMoreBytes?: precondition(fed < raw.count, "message not complete at its end")
+                default: fatalError("unexpected verdict")
+                }
+            }
+        }
+    }
+    var small = #"{"jsonrpc":"2.0","method":"stats","params":{"note":""#
+    let suffix = #""},"id":42}"#
+    small += String(repeating: "x", count: 1024 - small.utf8.count - suffix.utf8.count) + suffix
+    let smallBytes = Array(small.utf8)
+    precondition(smallBytes.count == 1024, "small message is \(smallBytes.count) bytes")
+    _ = smallBytes.withUnsafeBytes { raw in
+        Bench.run("json.poll.1KiB") {
+            var session = MuxSession(mux: mux)
+            guard case let .control(message, _, consumed)? = try? session.poll(raw) else { fatalError("not control") }
+            blackHole(consumed)
+            blackHole(message)
         }
     }
 }
