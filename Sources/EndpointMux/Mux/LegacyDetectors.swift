@@ -1,0 +1,80 @@
+/// Ready-made detectors for common legacy protocols. Each is a pure function of the
+/// buffered bytes and says how it decides with too few bytes.
+extension LegacyDetector {
+    /// Legacy when the buffer starts with `prefix`. With fewer bytes than the prefix:
+    /// need more while what arrived matches the prefix so far, otherwise not legacy.
+    public static func magicPrefix(_ prefix: [UInt8]) -> LegacyDetector {
+        LegacyDetector { bytes in
+            let n = min(bytes.count, prefix.count)
+            for i in 0..<n where bytes[i] != prefix[i] { return .notLegacy }
+            return n == prefix.count ? .legacy : .needMoreBytes
+        }
+    }
+
+    /// Width of a length prefix.
+    public enum LengthWidth: Int, Sendable { case u16 = 2, u32 = 4 }
+    /// Byte order of a length prefix.
+    public enum ByteOrder: Sendable { case littleEndian, bigEndian }
+
+    /// Legacy when the buffer starts with a `width`-byte length in `order` whose value is
+    /// plausible (`plausible.contains(length)`). With fewer than `width` bytes: need more,
+    /// unless the bytes seen already put every possible length outside `plausible`
+    /// (then not legacy). Choose `plausible` tight: a v1 frame (`01 …`) read as a length
+    /// is legacy whenever it falls inside, because the detector wins ties.
+    public static func lengthPrefixed(
+        width: LengthWidth, order: ByteOrder, plausible: ClosedRange<UInt32>
+    ) -> LegacyDetector {
+        LegacyDetector { bytes in
+            let w = width.rawValue
+            let available = min(bytes.count, w)
+            // The smallest and largest lengths still possible given the bytes seen.
+            var low: UInt64 = 0
+            var high: UInt64 = 0
+            for i in 0..<w {
+                let shift: UInt64 = order == .littleEndian ? UInt64(8 * i) : UInt64(8 * (w - 1 - i))
+                if i < available {
+                    low |= UInt64(bytes[i]) << shift
+                    high |= UInt64(bytes[i]) << shift
+                } else {
+                    high |= UInt64(0xFF) << shift
+                }
+            }
+            if high < UInt64(plausible.lowerBound) || low > UInt64(plausible.upperBound) { return .notLegacy }
+            guard available == w else { return .needMoreBytes }
+            return plausible.contains(UInt32(low)) ? .legacy : .notLegacy
+        }
+    }
+
+    /// Legacy when the first byte is printable ASCII or a tab/CR/LF, except the bytes in
+    /// `excluded` (by default `{`, so JSON-FD control messages still reach the mux).
+    /// One byte always suffices.
+    public static func lineBased(excluded: Set<UInt8> = [UInt8(ascii: "{")]) -> LegacyDetector {
+        LegacyDetector { bytes in
+            let first = bytes[0]
+            if excluded.contains(first) { return .notLegacy }
+            let text = (0x20...0x7E).contains(first) || first == 0x09 || first == 0x0A || first == 0x0D
+            return text ? .legacy : .notLegacy
+        }
+    }
+
+    /// Legacy when the buffer starts with an HTTP/1 request line's method and a space
+    /// (`GET `, `POST `, `PUT `, `DELETE `, `HEAD `, `OPTIONS `, `PATCH `, `CONNECT `,
+    /// `TRACE `). With fewer bytes: need more while they are a prefix of one of those,
+    /// otherwise not legacy.
+    public static let httpRequestLine: LegacyDetector = {
+        let methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"]
+            .map { Array(($0 + " ").utf8) }
+        return LegacyDetector { bytes in
+            var undecided = false
+            for method in methods {
+                let n = min(bytes.count, method.count)
+                var matches = true
+                for i in 0..<n where bytes[i] != method[i] { matches = false; break }
+                guard matches else { continue }
+                if n == method.count { return .legacy }
+                undecided = true
+            }
+            return undecided ? .needMoreBytes : .notLegacy
+        }
+    }()
+}
