@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "EndpointMux", targets: ["EndpointMux"]),
         .library(name: "LegacyAdapters", targets: ["LegacyAdapters"]),
         .executable(name: "muxctl", targets: ["muxctl"]),
+        .executable(name: "kvd", targets: ["kvd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,6 +42,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/muxctl",
+            swiftSettings: strict
+        ),
+        // kvd: a legacy line-protocol daemon retrofitted with EndpointMux (the README's example).
+        .executableTarget(
+            name: "kvd",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/kvd",
             swiftSettings: strict
         ),
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),

@@ -10,7 +10,7 @@ struct MuxCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muxctl",
         abstract: "Serve, probe and talk to EndpointMux endpoints (running-process v1 wire, JSON-FD control).",
-        subcommands: [Serve.self, Probe.self, Control.self])
+        subcommands: [Serve.self, Probe.self, Send.self, Control.self, Demo.self])
 }
 
 /// Lanes given as `0x7A63` or `31331`.
