@@ -54,6 +54,13 @@ let package = Package(
             path: "Examples/kvd",
             swiftSettings: strict
         ),
+        // The README's retrofit example, compiled so it cannot rot.
+        .executableTarget(
+            name: "retrofit-example",
+            dependencies: ["EndpointMux", "LegacyAdapters"],
+            path: "Examples/retrofit",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
         .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
         // Real peers: running-process from PyPI and the release muxctl (scripts/test.sh prepares both).
