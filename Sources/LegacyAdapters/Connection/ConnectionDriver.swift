@@ -121,8 +121,9 @@ public final class ConnectionDriver {
                     break readLoop
                 }
             case .draining:
-                if drainOnce() { finishDrain(events: &events); break readLoop }
-                if !nonBlocking { break readLoop }
+                // drainOnce reads until the socket would block; EOF (or an error) ends the drain.
+                if drainOnce() { finishDrain(events: &events) }
+                break readLoop
             case .closing, .legacyTakenOver, .closed:
                 break readLoop
             }
@@ -360,15 +361,17 @@ public final class ConnectionDriver {
     }
 
     /// Reads and discards what is available; true once the peer's EOF (or an error) is seen.
+    /// At most 256 KiB per call, so a peer that keeps sending cannot hold the thread.
     private func drainOnce() -> Bool {
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        while true {
+        var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+        for _ in 0..<16 {
             let n = scratch.withUnsafeMutableBytes { recv(fileDescriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n > 0 { continue }
             if n == 0 { return true }
             if errno == EINTR { continue }
             return !(errno == EAGAIN || errno == EWOULDBLOCK)
         }
+        return false
     }
 
     private func finishDrain(events: inout [ConnectionEvent]) {
