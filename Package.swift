@@ -12,11 +12,13 @@ let package = Package(
     products: [
         .library(name: "EndpointMux", targets: ["EndpointMux"]),
         .library(name: "LegacyAdapters", targets: ["LegacyAdapters"]),
+        .library(name: "LegacyAdaptersNIO", targets: ["LegacyAdaptersNIO"]),
         .executable(name: "muxctl", targets: ["muxctl"]),
         .executable(name: "kvd", targets: ["kvd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // protoc-c output for Protos/*.proto (generated; scripts/generate-protos.sh).
@@ -33,6 +35,12 @@ let package = Package(
         .target(
             name: "LegacyAdapters",
             dependencies: ["EndpointMux", "CSocketShims"],
+            swiftSettings: strict
+        ),
+        // The SwiftNIO front handler; NIO stays out of LegacyAdapters and muxctl.
+        .target(
+            name: "LegacyAdaptersNIO",
+            dependencies: ["EndpointMux", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -63,6 +71,16 @@ let package = Package(
         ),
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
         .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
+        .testTarget(
+            name: "LegacyAdaptersNIOTests",
+            dependencies: [
+                "LegacyAdaptersNIO", "EndpointMux",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         // Real peers: running-process from PyPI and the release muxctl (scripts/test.sh prepares both).
         .testTarget(
             name: "InteropTests", dependencies: ["EndpointMux", "LegacyAdapters"],
