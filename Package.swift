@@ -56,7 +56,9 @@ let package = Package(
         .executableTarget(
             name: "kvd",
             dependencies: [
-                "EndpointMux", "LegacyAdapters",
+                "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/kvd",

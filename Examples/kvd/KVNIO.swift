@@ -1,9 +1,117 @@
 import EndpointMux
+import LegacyAdaptersNIO
+import NIOCore
+import NIOPosix
 
-/// The SwiftNIO adapter variant (filled in when LegacyAdaptersNIO lands).
+/// kvd on SwiftNIO. Before EndpointMux the pipeline was `[LineDecoder, KVLegacyHandler]`;
+/// the retrofit puts `EndpointMuxHandler` first (per-message legacy mode with the same line
+/// framing) and lets `KVMuxHandler` answer frames and control messages too.
 enum KVNIO {
-    struct Unavailable: Error, CustomStringConvertible { var description: String { "the nio adapter is not built yet" } }
     static func start(socket: String, store: KVStore, mux: EndpointMux?) throws -> () -> Void {
-        throw Unavailable()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // One event loop: the store is only touched on it.
+        let shared = UncheckedStore(store)
+        let channel = try ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let mux {
+                        let configuration = EndpointMuxConfiguration(legacyMode: .perMessage(EndpointMuxLegacyDecoder { buffer in
+                            try LineDecoder.nextLine(&buffer)
+                        }))
+                        try channel.pipeline.syncOperations.addHandlers([
+                            EndpointMuxHandler(mux: mux, configuration: configuration), KVMuxHandler(store: shared),
+                        ])
+                    } else {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(LineDecoder()), KVLegacyHandler(store: shared),
+                        ])
+                    }
+                }
+            }
+            .bind(unixDomainSocketPath: socket, cleanupExistingSocketFile: true)
+            .wait()
+        return {
+            try? channel.close().wait()
+            try? group.syncShutdownGracefully()
+        }
     }
+}
+
+/// The store, confined to the single event loop.
+final class UncheckedStore: @unchecked Sendable {
+    let store: KVStore
+    init(_ store: KVStore) { self.store = store }
+}
+
+/// kvd's line framing as a NIO decoder (one `\n`-terminated line, at most 64 KiB).
+struct LineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    struct LineTooLong: Error {}
+
+    static func nextLine(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
+        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > KVLineProtocol.maxLineBytes { throw LineTooLong() }
+            return nil
+        }
+        return buffer.readSlice(length: newline - buffer.readerIndex + 1)
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let line = try Self.nextLine(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(line))
+        return .continue
+    }
+}
+
+/// The original NIO handler: a line in, the reply line out.
+final class KVLegacyHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let store: UncheckedStore
+    init(store: UncheckedStore) { self.store = store }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        let reply = store.store.execute(String(buffer: line).replacingNewline())
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply + "\n")), promise: nil)
+    }
+}
+
+/// The retrofit's handler: legacy lines as before, plus frames on lane 0xF0B7.
+final class KVMuxHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = EndpointMuxMessage
+    typealias OutboundOut = ByteBuffer
+    let store: UncheckedStore
+    init(store: UncheckedStore) { self.store = store }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .legacy(line):
+            let reply = store.store.execute(String(buffer: line).replacingNewline())
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply + "\n")), promise: nil)
+        case let .frame(frame) where frame.kind == .request:
+            let reply = store.store.execute(String(decoding: frame.payload, as: UTF8.self))
+            var buffer = context.channel.allocator.buffer(capacity: reply.utf8.count + 32)
+            if (try? buffer.writeV1Frame(frame.response(payload: Array(reply.utf8)))) != nil {
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            }
+        case .frame:
+            break
+        case let .control(message):
+            // Over NIO no fds can arrive (messages that declare some get an epitaph), so
+            // dumpTo/loadFrom cannot be served here.
+            guard case let .request(request) = message else { return }
+            var buffer = context.channel.allocator.buffer(capacity: 128)
+            let error = JSONRPCErrorObject(code: JSONRPCErrorObject.invalidParamsCode,
+                                           message: "\(request.method) needs an fd; use the posix adapter")
+            buffer.writeControlMessage(.response(ControlResponse(id: request.id, error: error)))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+}
+
+extension String {
+    /// The line without its `\n`.
+    func replacingNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
 }

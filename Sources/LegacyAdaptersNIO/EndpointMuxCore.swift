@@ -170,6 +170,10 @@ struct EndpointMuxCore {
                 case .legacy: return .legacy(firstByte: raw.first ?? 0)
                 case let .probeAnswered(reply, consumed): return .probe(reply: reply, consumed: consumed)
                 case let .payload(view, consumed): return .frame(view.frame(in: raw), consumed: consumed)
+                case .needMoreFileDescriptors, .endOfStream: return .needMoreBytes
+                case .control, .invalidControl:
+                    // Control input is routed to `controlStep` before the mux is asked.
+                    return .legacy(firstByte: raw.first ?? 0)
                 }
             } catch {
                 return .failed(error)
