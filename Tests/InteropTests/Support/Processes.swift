@@ -16,6 +16,10 @@ enum Peers {
         ProcessInfo.processInfo.environment["ENDPOINTMUX_PYTHON"] ?? root.appendingPathComponent(".venv-interop/bin/python3").path
     }
 
+    static var kvd: String {
+        ProcessInfo.processInfo.environment["ENDPOINTMUX_KVD"] ?? root.appendingPathComponent(".build/debug/kvd").path
+    }
+
     static func script(_ name: String) -> String {
         root.appendingPathComponent("Tests/InteropTests/Python/\(name)").path
     }
