@@ -42,7 +42,11 @@ struct EndpointMuxCore {
     private(set) var spokeLegacy = false
 
     init(mux: EndpointMux, configuration: EndpointMuxConfiguration) {
-        self.mux = mux
+        // Control input is routed here (with NIO's own rules for fds) before the mux is
+        // asked, so the mux itself only decides legacy, probes and frames.
+        var framesOnly = mux
+        framesOnly.acceptsControlMessages = false
+        self.mux = framesOnly
         self.configuration = configuration
         self.control = ControlDecoder(limits: configuration.controlLimits)
     }

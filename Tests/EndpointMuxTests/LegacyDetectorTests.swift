@@ -46,8 +46,12 @@ import Testing
         #expect(classify(d, Array("SET a b\n".utf8)) == .legacy)
         #expect(classify(d, Array("\n".utf8)) == .legacy)
         #expect(classify(d, Array("{\"jsonrpc\"".utf8)) == .notLegacy)
-        #expect(classify(d, [0x01, 0x00]) == .notLegacy)
-        #expect(classify(d, [0xFF]) == .notLegacy)
+        #expect(classify(d, [0xFF]) == .legacy)
+        // 0x01: a frame header unless a newline or an impossible length says it is a line.
+        #expect(classify(d, [0x01, 0x00]) == .needMoreBytes)
+        #expect(classify(d, [0x01, 0x0A]) == .legacy)
+        #expect(classify(d, Array("\u{01}\u{02}binary\n".utf8)) == .legacy)
+        #expect(classify(d, [0x01, 0x10, 0x00, 0x00, 0x00]) == .notLegacy)
     }
 
     @Test func httpRequestLine() {

@@ -28,8 +28,9 @@ public struct EndpointMux: Sendable {
     public let legacyDetector: LegacyDetector
     /// Lanes served as payload, ascending.
     public let servedProtocols: [PayloadProtocol]
-    /// Whether JSON-FD control messages (first non-whitespace byte `{`) are accepted.
-    public let acceptsControlMessages: Bool
+    /// Whether JSON-FD control messages (first non-whitespace byte `{`) are accepted;
+    /// when `false`, such bytes are the daemon's (legacy).
+    public var acceptsControlMessages: Bool
 
     let responder: ProbeResponder
     /// One bit per lane in `0...0xFFFF` (no service lane lies above).

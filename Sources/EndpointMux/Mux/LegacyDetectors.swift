@@ -45,15 +45,24 @@ extension LegacyDetector {
         }
     }
 
-    /// Legacy when the first byte is printable ASCII or a tab/CR/LF, except the bytes in
-    /// `excluded` (by default `{`, so JSON-FD control messages still reach the mux).
-    /// One byte always suffices.
-    public static func lineBased(excluded: Set<UInt8> = [UInt8(ascii: "{")]) -> LegacyDetector {
+    /// For line protocols that accept any bytes in a line: legacy unless the buffer starts
+    /// with a byte in `excluded` (by default `{`, so JSON-FD control messages reach the
+    /// mux) or with what can be a v1 frame. A `0x01`-led buffer is a line when a `\n`
+    /// comes within the 5 header bytes or the header's length exceeds
+    /// `maxFrameBodyByteCount`; with fewer than 5 bytes and no `\n` it needs more; a
+    /// plausible header is not legacy. Any other first byte decides at once.
+    public static func lineBased(
+        excluded: Set<UInt8> = [UInt8(ascii: "{")], maxFrameBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) -> LegacyDetector {
         LegacyDetector { bytes in
             let first = bytes[0]
             if excluded.contains(first) { return .notLegacy }
-            let text = (0x20...0x7E).contains(first) || first == 0x09 || first == 0x0A || first == 0x0D
-            return text ? .legacy : .notLegacy
+            guard first == V1Framing.framingByte else { return .legacy }
+            let header = V1Framing.headerByteCount
+            if bytes.prefix(header).contains(UInt8(ascii: "\n")) { return .legacy }
+            guard bytes.count >= header else { return .needMoreBytes }
+            let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+            return UInt64(length) > UInt64(maxFrameBodyByteCount) ? .legacy : .notLegacy
         }
     }
 

@@ -17,7 +17,13 @@ import Darwin
 /// - call ``readable(now:)`` when the fd is readable (a non-blocking fd is read until it
 ///   would block; a blocking fd is read once);
 /// - call ``writable()`` when ``wantsWritable`` and the fd is writable;
-/// - call ``tick(now:)`` at ``nextDeadline`` for the idle, partial-message and drain timers.
+/// - call ``tick(now:)`` at ``nextDeadline`` for the idle, partial-message and drain timers
+///   (and to carry out an end decided while events were delivered, see ``nextDeadline``).
+///
+/// When the peer ends its input, or the connection fails, in a ``readable(now:)`` call that
+/// also delivered events, the end is carried out by a later call, so the answers the daemon
+/// sends to those events are queued ahead of any epitaph; at the peer's end of input,
+/// answers still queued are flushed before ``ConnectionEvent/closed(_:)``.
 ///
 /// A driver is used from one thread at a time.
 public final class ConnectionDriver {
@@ -31,11 +37,24 @@ public final class ConnectionDriver {
     enum State {
         case active
         case legacyTakenOver
+        /// The connection is to end, decided by a ``readable(now:)`` call that also delivered
+        /// events; the first ``tick(now:)`` after `since` carries `ending` out, so the
+        /// daemon's answers to those events are queued before any epitaph and flushed before
+        /// ``ConnectionEvent/closed(_:)``.
+        case ending(Ending, since: ContinuousClock.Instant)
         /// Epitaph queued; after it is flushed, `shutdown(SHUT_WR)` and drain.
         case closing(end: ConnectionEnd)
         /// Draining the peer's bytes until EOF or `deadline`.
         case draining(end: ConnectionEnd, deadline: ContinuousClock.Instant)
         case closed
+    }
+
+    /// How a connection ends.
+    enum Ending {
+        /// Fail, sending this epitaph (nil: none).
+        case failure(Epitaph?)
+        /// The peer ended its input: flush what is queued, then end with this.
+        case inputEnded(ConnectionEnd)
     }
 
     private(set) var state: State = .active
@@ -49,6 +68,9 @@ public final class ConnectionDriver {
     private var partialSince: ContinuousClock.Instant?
     /// Whether the peer has spoken the daemon's legacy protocol (no epitaphs for it).
     private var spokeLegacy = false
+    /// Whether the connection failed in the JSON-FD control layer (or lost fds to
+    /// `MSG_CTRUNC`): its epitaph is an `rpc.epitaph` even before a first control message.
+    private var failedInControl = false
 
     /// Creates a driver for a connected stream socket the daemon owns.
     public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
@@ -71,19 +93,26 @@ public final class ConnectionDriver {
     /// Whether the driver still reads this fd (false after a sticky legacy takeover or close).
     public var wantsReadable: Bool {
         switch state {
-        case .active, .draining, .closing: return true
-        case .legacyTakenOver, .closed: return false
+        case .active, .draining: return true
+        // While closing, only the flush matters (the peer may already be at EOF, which
+        // would keep the fd readable and the loop spinning).
+        case .ending, .closing, .legacyTakenOver, .closed: return false
         }
     }
 
-    /// When ``tick(now:)`` must next be called, if ever.
+    /// When ``tick(now:)`` must next be called, if ever: for the timers, to end a connection
+    /// whose end was decided while events were being delivered (so the daemon's answers go
+    /// first), and to deliver events from a send that failed.
     public var nextDeadline: ContinuousClock.Instant? {
+        // Events from a send that failed are delivered by the next call: ask for one now.
+        if !pendingEvents.isEmpty { return lastActivity }
         switch state {
         case .active:
             if let partialSince, let limit = options.partialMessageTimeout { return partialSince + limit }
             if input.isEmpty, let limit = options.idleTimeout { return lastActivity + limit }
             return nil
         case let .draining(_, deadline): return deadline
+        case let .ending(_, since): return since
         case .closing, .legacyTakenOver, .closed: return nil
         }
     }
@@ -105,7 +134,14 @@ public final class ConnectionDriver {
                         return 0
                     }
                 } catch {
-                    finish(.transportError(error), events: &events)
+                    if case .controlTruncated = error {
+                        // Fds were lost, so no later fd can be matched to its message; only
+                        // JSON-FD carries fds, so the epitaph is an rpc.epitaph.
+                        failedInControl = true
+                        fail(Epitaph(status: .io, reason: error.description), events: &events, now: now)
+                    } else {
+                        finish(.transportError(error), events: &events)
+                    }
                     break readLoop
                 }
                 switch outcome {
@@ -117,14 +153,14 @@ public final class ConnectionDriver {
                     break readLoop
                 case .endOfFile:
                     decide(now: now, events: &events, endOfInput: true)
-                    if case .active = state { finish(.peerClosed, events: &events) }
+                    if case .active = state { end(.inputEnded(.peerClosed), events: &events, now: now) }
                     break readLoop
                 }
             case .draining:
                 // drainOnce reads until the socket would block; EOF (or an error) ends the drain.
                 if drainOnce() { finishDrain(events: &events) }
                 break readLoop
-            case .closing, .legacyTakenOver, .closed:
+            case .ending, .closing, .legacyTakenOver, .closed:
                 break readLoop
             }
         }
@@ -153,6 +189,8 @@ public final class ConnectionDriver {
             }
         case let .draining(_, deadline) where now >= deadline:
             finishDrain(events: &events)
+        case let .ending(ending, since) where now > since:
+            carryOut(ending, events: &events, now: now)
         default:
             break
         }
@@ -163,6 +201,7 @@ public final class ConnectionDriver {
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when it exceeds the cap;
     ///   nothing is queued then (the connection stays usable).
     public func send(_ frame: Frame) throws(FramingError) {
+        guard !isClosed else { return }
         output.enqueue(try frame.encoded(maxBodyByteCount: mux.limits.maxFrameBodyByteCount))
         tryFlush()
     }
@@ -171,12 +210,14 @@ public final class ConnectionDriver {
     /// which are sent with it by `SCM_RIGHTS` (batched as jsonrpc-fdpass requires) and
     /// closed here once sent; `fds` is set to their count.
     public func send(_ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()) {
+        guard !isClosed else { return }  // the fds close with the queue
         output.enqueue(message.encoded(fileDescriptorCount: fileDescriptors.count), fileDescriptors: fileDescriptors)
         tryFlush()
     }
 
     /// Queues raw bytes (e.g. a legacy reply) for the peer.
     public func send(bytes: [UInt8]) {
+        guard !isClosed else { return }
         output.enqueue(bytes)
         tryFlush()
     }
@@ -215,7 +256,7 @@ public final class ConnectionDriver {
                 }
             } catch {
                 if endOfInput, case .truncatedFrame = error, !session.hasSpokenControl {
-                    finish(.peerClosedMidMessage(bufferedByteCount: input.count), events: &events)
+                    end(.inputEnded(.peerClosedMidMessage(bufferedByteCount: input.count)), events: &events, now: now)
                     return
                 }
                 fail(error, events: &events, now: now)
@@ -224,13 +265,14 @@ public final class ConnectionDriver {
             switch verdict {
             case .needMoreBytes, .needMoreFileDescriptors:
                 if endOfInput {
-                    finish(input.isEmpty ? .peerClosed : .peerClosedMidMessage(bufferedByteCount: input.count), events: &events)
+                    end(.inputEnded(input.isEmpty ? .peerClosed : .peerClosedMidMessage(bufferedByteCount: input.count)),
+                        events: &events, now: now)
                     return
                 }
                 if partialSince == nil, !input.isEmpty { partialSince = now }
                 return
             case .endOfStream:
-                finish(.peerClosed, events: &events)
+                end(.inputEnded(.peerClosed), events: &events, now: now)
                 return
             case .legacy:
                 switch options.legacyMode {
@@ -293,13 +335,35 @@ public final class ConnectionDriver {
     // MARK: - Ending
 
     private func fail(_ epitaph: Epitaph?, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
-        beginClosing(epitaph: spokeLegacy ? nil : epitaph, end: .failed(spokeLegacy ? nil : epitaph),
-                     events: &events, now: now)
+        end(.failure(epitaph), events: &events, now: now)
     }
 
     private func fail(_ error: MuxError, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
         jsonRPCCode = error.jsonRPCCode
+        if case .control = error { failedInControl = true }
         fail(error.epitaph, events: &events, now: now)
+    }
+
+    /// Ends the connection now, or, when this call has already delivered events the
+    /// daemon may answer, at the next ``tick(now:)`` (``State/ending(_:since:)``).
+    private func end(_ ending: Ending, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
+        let delivered = events.contains { if case .closed = $0 { return false } else { return true } }
+        if delivered, case .active = state {
+            state = .ending(ending, since: now)
+            return
+        }
+        carryOut(ending, events: &events, now: now)
+    }
+
+    private func carryOut(_ ending: Ending, events: inout [ConnectionEvent], now: ContinuousClock.Instant) {
+        switch ending {
+        case let .failure(epitaph):
+            beginClosing(epitaph: spokeLegacy ? nil : epitaph, end: .failed(spokeLegacy ? nil : epitaph),
+                         events: &events, now: now)
+        case let .inputEnded(end):
+            // Answers still queued go out first; then shutdown, drain (EOF is already in) and close.
+            beginClosing(epitaph: nil, end: end, events: &events, now: now)
+        }
     }
 
     /// The JSON-RPC code used in a JSON-FD epitaph.
@@ -311,7 +375,7 @@ public final class ConnectionDriver {
         input.removeAll()
         receivedFileDescriptors.closeAll()
         if let epitaph {
-            if session.hasSpokenControl || waiting != nil {
+            if session.hasSpokenControl || waiting != nil || failedInControl {
                 // JSON-FD: answer the request still waiting for its fds, then rpc.epitaph.
                 if case let .request(request)? = waiting {
                     let error = JSONRPCErrorObject.fileDescriptorError(data: .string(epitaph.reason))
@@ -380,6 +444,8 @@ public final class ConnectionDriver {
     }
 
     private func finish(_ end: ConnectionEnd, events: inout [ConnectionEvent]) {
+        if case .closed = state { return }  // one `.closed` per connection
+        output = OutboundQueue()  // undeliverable now; its fds close
         input.removeAll()
         receivedFileDescriptors.closeAll()
         state = .closed
