@@ -64,8 +64,10 @@ import Testing
             #expect(!before.isEmpty, "session \(index) got no reply from the original")
             #expect(after == before, "session \(index): \(String(decoding: after, as: UTF8.self)) vs \(String(decoding: before, as: UTF8.self))")
         }
-        _ = await original.wait(timeout: .seconds(10))
-        _ = await retrofit.wait(timeout: .seconds(10))
+        original.signal(SIGTERM)
+        retrofit.signal(SIGTERM)
+        #expect(await original.wait(timeout: .seconds(10)) == 0)
+        #expect(await retrofit.wait(timeout: .seconds(10)) == 0)
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: Adapter.allCases)
@@ -104,7 +106,8 @@ import Testing
         #expect(second?.requestID == 8 && second.map { String(decoding: $0.payload, as: UTF8.self) } == "VALUE 2")
         #expect(takeLine() == "VALUE 1")
         #expect(bytes.isEmpty)
-        _ = await daemon.wait(timeout: .seconds(10))
+        daemon.signal(SIGTERM)
+        #expect(await daemon.wait(timeout: .seconds(10)) == 0)
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: Adapter.allCases)
@@ -154,6 +157,7 @@ import Testing
         // The healthy connection never noticed.
         let get = try healthy.request(lane: 0xF0B7, payload: Array("GET h".utf8))
         #expect(String(decoding: get.payload, as: UTF8.self) == "VALUE 1")
-        _ = await daemon.wait(timeout: .seconds(10))
+        daemon.signal(SIGTERM)
+        #expect(await daemon.wait(timeout: .seconds(10)) == 0)
     }
 }
