@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+@testable import EndpointMux
+@testable import LegacyAdapters
+
+extension FileDescriptorSuites {
+    @Suite struct AsyncConnectionTests {
+        let mux = EndpointMux(identity: testIdentity, servedProtocols: [0x7A63])
+
+        @Test(.timeLimit(.minutes(1)))
+        func servesFramesProbesAndControlFromATask() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(server); close(client) }
+                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                let probe = try ProbeRequest(nonce: Array(0..<32))
+                try writeAll(client, try Frame(payloadProtocol: 0x7A63, payload: Array("ping".utf8), requestID: 5).encoded()
+                             + probe.frame.encoded())
+                // The control message's fd rides on its bytes.
+                try sendRaw(client, #"{"jsonrpc":"2.0","method":"count","id":1,"fds":1}"#, fds: [try makePipe(holding: "x")])
+                let consumer = Task { () -> [String] in
+                    var kinds: [String] = []
+                    for await event in connection.events {
+                        switch event {
+                        case let .payload(frame):
+                            kinds.append("payload")
+                            try? connection.send(frame.response(payload: Array("pong".utf8)))
+                        case let .control(received):
+                            kinds.append("control:\(received.fileDescriptorCount)")
+                            if case let .request(request) = received.message {
+                                connection.send(OutgoingControlMessage(
+                                    replyingTo: request, result: .number(JSONNumber(received.fileDescriptorCount))))
+                            }
+                        case .closed:
+                            kinds.append("closed")
+                        default:
+                            kinds.append("other")
+                        }
+                    }
+                    return kinds
+                }
+                // Read the three answers, then end the conversation.
+                // (on a thread of its own: Task.sleep would make the runtime open a timer fd)
+                let bytes = try await onDedicatedThread { () -> [UInt8] in
+                    var bytes: [UInt8] = []
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while ContinuousClock.now < deadline, !String(decoding: bytes, as: UTF8.self).hasSuffix(#""id":1}"#) {
+                        var pfd = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+                        _ = poll(&pfd, 1, 50)
+                        bytes += try readAvailable(client).bytes
+                    }
+                    return bytes
+                }
+                shutdown(client, Int32(SHUT_WR))
+                #expect(await consumer.value == ["payload", "control:1", "closed"])
+                let replies = try frames(in: bytes)
+                #expect(replies.count == 2)
+                #expect(replies.contains { String(decoding: $0.payload, as: UTF8.self) == "pong" && $0.requestID == 5 })
+                #expect(replies.contains { (try? ProbeResponse(validating: $0, for: probe)) != nil })
+                let tail = bytes.suffix(from: bytes.firstIndex(of: UInt8(ascii: "{")) ?? bytes.endIndex)
+                #expect(String(decoding: tail, as: UTF8.self) == #"{"jsonrpc":"2.0","result":1,"id":1}"#)
+            }
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func closeFromATaskSendsTheEpitaph() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(server); close(client) }
+                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                connection.close(epitaph: Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance"))
+                var ended: ConnectionEnd?
+                for await event in connection.events { if case let .closed(end) = event { ended = end } }
+                #expect(ended == .closedByDaemon)
+                let (bytes, error) = try readToEOF(client)
+                #expect(error == nil)
+                #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) } == [Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance")])
+            }
+        }
+    }
+}
