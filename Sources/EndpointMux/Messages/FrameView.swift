@@ -29,6 +29,7 @@ public struct FrameView: Hashable, Sendable {
 
     /// Parses the frame body occupying `range` of `buffer`.
     /// - Throws: ``FramingError/undecodableFrame(reason:)`` when libprotobuf-c would reject it.
+    @inline(__always)
     public init(parsingBodyIn buffer: UnsafeRawBufferPointer, range: Range<Int>) throws(FramingError) {
         precondition(range.lowerBound >= 0 && range.upperBound <= buffer.count, "range outside the buffer")
         var envelopeVersion: UInt32 = 0

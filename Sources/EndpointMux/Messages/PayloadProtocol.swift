@@ -45,7 +45,12 @@ public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
     public static let privateUseRange: ClosedRange<UInt32> = 0xF000...0xFFFF
 
     /// Membership in ``firstParty`` (the reference's `is_first_party`): `0x5350` is `false`.
-    public var isFirstParty: Bool { Self.firstParty.contains(self) }
+    public var isFirstParty: Bool {
+        switch rawValue {
+        case 0x0000, 0xAD01, 0xB232, 0xD0FF: return true  // `firstParty`, as a switch for the hot path
+        default: return false
+        }
+    }
     /// In `0x7000...0x7EFF`.
     public var isRegisteredConsumer: Bool { Self.registeredConsumerRange.contains(rawValue) }
     /// In `0xF000...0xFFFF`.

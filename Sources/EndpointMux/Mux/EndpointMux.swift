@@ -105,6 +105,7 @@ public struct EndpointMux: Sendable {
 
     /// Steps 5–9 for a frame starting at `start` (where the byte is `0x01`); verdict
     /// ranges and `consumed` count from the buffer's start.
+    @inline(__always)
     func pollFrame(_ buffer: UnsafeRawBufferPointer, at start: Int = 0) throws(MuxError) -> MuxVerdict {
         guard buffer.count - start >= V1Framing.headerByteCount else { return .needMoreBytes }
         let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 1, as: UInt32.self))

@@ -1,0 +1,22 @@
+// swift-tools-version: 6.1
+// libFuzzer targets for EndpointMux (not built by the main package or CI):
+//   scripts/fuzz.sh frameview 60    # FrameView vs libprotobuf-c, differential
+//   scripts/fuzz.sh control 60      # MuxSession control path: split vs whole, never crash
+import PackageDescription
+
+let package = Package(
+    name: "EndpointMuxFuzz",
+    dependencies: [.package(name: "EndpointMux", path: "..")],
+    targets: [
+        .executableTarget(
+            name: "fuzz-frameview",
+            dependencies: [.product(name: "EndpointMux", package: "EndpointMux")],
+            swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "fuzz-control",
+            dependencies: [.product(name: "EndpointMux", package: "EndpointMux")],
+            swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
+        ),
+    ]
+)
