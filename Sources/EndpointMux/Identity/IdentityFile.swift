@@ -75,15 +75,17 @@ public enum IdentityFile {
     }
 }
 
-/// Small file-system helpers over the C library (no Foundation in the core).
-enum FileSystem {
-    static func parent(of path: String) -> String {
+/// Small file-system helpers over the C library (no Foundation in the core), shared with
+/// the adapters.
+package enum FileSystem {
+    /// The directory part of `path` ("." when there is none).
+    package static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// `mkdir -p` with mode 0777 & umask.
-    static func makeDirectories(_ path: String) throws(IdentityError) {
+    package static func makeDirectories(_ path: String) throws(IdentityError) {
         if path.isEmpty || path == "." || path == "/" { return }
         var st = stat()
         if stat(path, &st) == 0 { return }

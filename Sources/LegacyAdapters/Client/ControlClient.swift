@@ -9,24 +9,21 @@ import Darwin
 
 /// A response to a control request, with the fds that came with it (owned: whatever is
 /// not taken is closed when the reply is released).
-public final class ControlReply: @unchecked Sendable {
+public final class ControlReply: Sendable {
     /// The JSON-RPC response.
     public let response: ControlResponse
-    private let lock = NSLockLike()
-    private var descriptors: FileDescriptorQueue
+    private let descriptors: HeldFileDescriptors
 
     init(response: ControlResponse, fileDescriptors: consuming FileDescriptorQueue) {
         self.response = response
-        self.descriptors = fileDescriptors
+        self.descriptors = HeldFileDescriptors(fileDescriptors)
     }
 
     /// How many fds are still held.
-    public var fileDescriptorCount: Int { lock.withLock { descriptors.count } }
+    public var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
-    public func takeFileDescriptors() -> FileDescriptorQueue {
-        lock.withLock { descriptors.dequeue(descriptors.count) }
-    }
+    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
 }
 
 /// A JSON-FD (jsonrpc-fdpass) client on a Unix stream socket: sends requests and

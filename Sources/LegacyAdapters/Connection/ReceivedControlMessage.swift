@@ -4,38 +4,47 @@ public import EndpointMux
 ///
 /// The message owns its fds: take them with ``takeFileDescriptors()``; whatever is not
 /// taken is closed when the message is released, so no received fd can leak.
-public final class ReceivedControlMessage: @unchecked Sendable {
+public final class ReceivedControlMessage: Sendable {
     /// The JSON-RPC message.
     public let message: ControlMessage
-    private let lock = NSLockLike()
-    private var descriptors: FileDescriptorQueue
+    private let descriptors: HeldFileDescriptors
 
     init(message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue) {
         self.message = message
-        self.descriptors = fileDescriptors
+        self.descriptors = HeldFileDescriptors(fileDescriptors)
     }
 
     /// How many fds are still held.
-    public var fileDescriptorCount: Int { lock.withLock { descriptors.count } }
+    public var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
-    public func takeFileDescriptors() -> FileDescriptorQueue {
-        lock.withLock { descriptors.dequeue(descriptors.count) }
-    }
+    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
+}
+
+/// Fds held for whoever takes them first; closed on release if nobody does. Shared by
+/// every type that pairs a message with its fds.
+final class HeldFileDescriptors: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var descriptors: FileDescriptorQueue
+
+    init(_ descriptors: consuming FileDescriptorQueue) { self.descriptors = descriptors }
+
+    var count: Int { lock.withLock { descriptors.count } }
+
+    func take() -> FileDescriptorQueue { lock.withLock { descriptors.dequeue(descriptors.count) } }
 }
 
 /// A JSON-FD control message to send, with the fds it carries (owned until sent; sent
 /// fds are closed after the send, unsent ones when this is released).
-public final class OutgoingControlMessage: @unchecked Sendable {
+public final class OutgoingControlMessage: Sendable {
     /// The JSON-RPC message; its `fds` member is set from the fd count when encoded.
     public let message: ControlMessage
-    private let lock = NSLockLike()
-    private var descriptors: FileDescriptorQueue
+    private let descriptors: HeldFileDescriptors
 
     /// A message with `fileDescriptors` attached (positions 0..<n).
     public init(_ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()) {
         self.message = message
-        self.descriptors = fileDescriptors
+        self.descriptors = HeldFileDescriptors(fileDescriptors)
     }
 
     /// A success response to `request`.
@@ -50,9 +59,7 @@ public final class OutgoingControlMessage: @unchecked Sendable {
     }
 
     /// Takes the fds (for sending).
-    public func takeFileDescriptors() -> FileDescriptorQueue {
-        lock.withLock { descriptors.dequeue(descriptors.count) }
-    }
+    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
 }
 
 /// Per-connection state a service's handlers may keep (touched only on the connection's

@@ -1,3 +1,4 @@
+import EndpointMux
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -54,7 +55,12 @@ public enum UnixSocket {
     public static func bindListener(path: String, serviceName: String, backlog: Int32 = 4096)
         throws(ServiceError) -> OwnedFileDescriptor
     {
-        try makeDirectories(parent(of: path))
+        do {
+            try FileSystem.makeDirectories(FileSystem.parent(of: path))
+        } catch {
+            if case let .system(operation, directory, code) = error { throw .system(operation: operation, path: directory, errno: code) }
+            throw .identity(error)
+        }
         let listener = try makeSocket()
         if try bind(listener.rawValue, path) != 0 {
             guard errno == EADDRINUSE else { throw .system(operation: "bind", path: path, errno: errno) }
@@ -74,20 +80,5 @@ public enum UnixSocket {
 
     private static func bind(_ fd: Int32, _ path: String) throws(ServiceError) -> Int32 {
         try withAddress(path) { Glibc.bind(fd, $0, $1) }
-    }
-
-    static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    static func makeDirectories(_ path: String) throws(ServiceError) {
-        if path.isEmpty || path == "." || path == "/" { return }
-        var st = stat()
-        if stat(path, &st) == 0 { return }
-        try makeDirectories(parent(of: path))
-        if mkdir(path, 0o777) != 0 && errno != EEXIST {
-            throw .system(operation: "mkdir", path: path, errno: errno)
-        }
     }
 }
