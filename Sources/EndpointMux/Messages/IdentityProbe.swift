@@ -16,25 +16,22 @@ public struct ProbeRequest: Hashable, Sendable {
     /// - Throws: ``ProbeError/nonceLength(_:)`` unless the nonce has 32 bytes.
     public init(nonce: [UInt8], traceparent: String = "", tracestate: String = "") throws(ProbeError) {
         guard nonce.count == Self.nonceByteCount else { throw .nonceLength(nonce.count) }
+        self.init(checkedNonce: nonce, traceparent: traceparent, tracestate: tracestate)
+    }
+
+    /// A probe with a fresh random nonce (the system's secure generator).
+    public static func random() -> ProbeRequest {
+        var generator = SystemRandomNumberGenerator()
+        let nonce = (0..<nonceByteCount).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return ProbeRequest(checkedNonce: nonce, traceparent: "", tracestate: "")
+    }
+
+    /// `nonce` has 32 bytes.
+    private init(checkedNonce nonce: [UInt8], traceparent: String, tracestate: String) {
         self.nonce = nonce
         self.requestID = nonce.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         self.traceparent = traceparent
         self.tracestate = tracestate
-    }
-
-    /// A probe with a fresh random nonce.
-    public static func random() -> ProbeRequest {
-        var generator = SystemRandomNumberGenerator()
-        let nonce = (0..<nonceByteCount).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        // A 32-byte nonce always validates.
-        return (try? ProbeRequest(nonce: nonce)) ?? ProbeRequest(uncheckedNonce: nonce)
-    }
-
-    private init(uncheckedNonce nonce: [UInt8]) {
-        self.nonce = nonce
-        self.requestID = 0
-        self.traceparent = ""
-        self.tracestate = ""
     }
 
     /// The probe as a `Frame` on ``PayloadProtocol/identityProbe``.

@@ -30,6 +30,7 @@ public final class ServiceServer: Sendable {
     public let mux: EndpointMux
 
     private let wakeWriter: Int32
+    private let wakeReader: Int32
     private let thread: OwnedThread
     private let stopped = NSLockLike()
     nonisolated(unsafe) private var isStopped = false
@@ -70,12 +71,14 @@ public final class ServiceServer: Sendable {
         self.identityPath = identityPath
         self.mux = mux
         self.wakeWriter = pipeFDs[1]
+        self.wakeReader = pipeFDs[0]
         let loop = ServiceEventLoop(listener: listener.release(), wakeReader: pipeFDs[0], mux: mux,
                                     options: options, handler: handler, controlHandler: controlHandler)
         do {
             self.thread = try OwnedThread { loop.run() }
         } catch {
             loop.closeAll()
+            close(pipeFDs[0])
             close(pipeFDs[1])
             if let identityPath { IdentityFile.remove(at: identityPath) }
             unlink(socketPath)
@@ -95,7 +98,9 @@ public final class ServiceServer: Sendable {
         var byte: UInt8 = 1
         _ = write(wakeWriter, &byte, 1)
         thread.join()
+        // Both ends stay open until the loop is gone, so this write can never SIGPIPE.
         close(wakeWriter)
+        close(wakeReader)
         if let identityPath { IdentityFile.remove(at: identityPath) }
         unlink(socketPath)
     }
@@ -207,6 +212,5 @@ private final class ServiceEventLoop: @unchecked Sendable {
 
     func closeAll() {
         close(listener)
-        close(wakeReader)
     }
 }
