@@ -30,7 +30,8 @@ final class KVLoop {
             let order = Array(connections.keys)
             for fd in order {
                 guard let connection = connections[fd] else { continue }
-                fds.append(pollfd(fd: fd, events: Int16(POLLIN) | (connection.wantsWritable ? Int16(POLLOUT) : 0), revents: 0))
+                fds.append(pollfd(fd: fd, events: (connection.wantsReadable ? Int16(POLLIN) : 0)
+                                  | (connection.wantsWritable ? Int16(POLLOUT) : 0), revents: 0))
             }
             if poll(&fds, nfds_t(fds.count), 1000) < 0 && errno != EINTR { break }
             if fds[0].revents != 0 { break }
@@ -79,6 +80,7 @@ final class Connection {
     }
 
     var wantsWritable: Bool { driver?.wantsWritable ?? !unsent.isEmpty }
+    var wantsReadable: Bool { driver?.wantsReadable ?? true }
 
     /// Handles readiness; false when the connection is over.
     func service(revents: Int16) -> Bool {

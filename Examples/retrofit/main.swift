@@ -40,7 +40,7 @@ func serve(_ fd: Int32) {
     let driver = ConnectionDriver(borrowing: fd, mux: mux, options: options)
     var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     while !driver.isClosed {
-        pollFD.events = Int16(POLLIN) | (driver.wantsWritable ? Int16(POLLOUT) : 0)
+        pollFD.events = (driver.wantsReadable ? Int16(POLLIN) : 0) | (driver.wantsWritable ? Int16(POLLOUT) : 0)
         _ = poll(&pollFD, 1, -1)
         var events = driver.readable()            // probes are answered inside
         if driver.wantsWritable { events += driver.writable() }

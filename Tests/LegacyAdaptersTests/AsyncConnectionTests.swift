@@ -63,6 +63,34 @@ extension FileDescriptorSuites {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func aSlowConsumerStopsTheReading() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(server); close(client) }
+                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                let count = 200_000
+                var all: [UInt8] = []
+                for i in 0..<count { all += try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: UInt64(i)).encoded() }
+                let bytes = all
+                let writer = Task.detached { try await onDedicatedThread { try writeAll(client, bytes); shutdown(client, Int32(SHUT_WR)) } }
+                // Nobody consumes: the connection reads a bounded amount, then stops.
+                _ = try await onDedicatedThread { usleep(500_000) }
+                let pending = connection.unconsumedEventCount
+                #expect(pending > 0 && pending < count, "\(pending) events unconsumed")
+                // Consuming lets it read on; every frame arrives, in order.
+                var next: UInt64 = 0
+                for await event in connection.events {
+                    if case let .payload(frame) = event {
+                        #expect(frame.requestID == next)
+                        next += 1
+                    }
+                }
+                #expect(next == UInt64(count))
+                try await writer.value
+            }
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func closeFromATaskSendsTheEpitaph() async throws {
             try await expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()

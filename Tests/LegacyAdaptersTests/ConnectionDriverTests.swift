@@ -209,6 +209,38 @@ extension FileDescriptorSuites {
             }
         }
 
+        @Test func aPeerThatDoesNotReadIsThrottled() throws {
+            try expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(client) }
+                var sendBuffer: Int32 = 4096
+                setsockopt(server, SOL_SOCKET, SO_SNDBUF, &sendBuffer, socklen_t(MemoryLayout<Int32>.size))
+                let driver = makeDriver(server, options: ConnectionOptions(maxQueuedOutputByteCount: 32 * 1024))
+                let probe = try ProbeRequest(nonce: Array(0..<32)).frame.encoded()
+                let probes = 2000  // about 600 KB of answers, far beyond the limit
+                let writer = Thread {
+                    var all: [UInt8] = []
+                    for _ in 0..<probes { all += probe }
+                    try? writeAll(client, all)
+                }
+                writer.start()
+                // The driver reads until its answers back up, then stops asking to read.
+                _ = drive(driver, until: .now + .seconds(2)) { _ in !driver.wantsReadable }
+                #expect(!driver.wantsReadable)
+                // Now the client reads everything; every probe is answered, nothing is lost.
+                var received: [UInt8] = []
+                let answerSize = try ProbeResponder(identity: testIdentity).answer(ProbeRequest(nonce: Array(0..<32))).count
+                let deadline = ContinuousClock.now + .seconds(20)
+                while received.count < probes * answerSize, ContinuousClock.now < deadline {
+                    received += try readAvailable(client).bytes
+                    _ = drive(driver, until: .now + .milliseconds(20)) { _ in false }
+                }
+                #expect(received.count == probes * answerSize)
+                #expect(try frames(in: received).count == probes)
+                close(server)
+            }
+        }
+
         @Test func stickyLegacyHandsOverTheBytesUntouched() throws {
             try expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()

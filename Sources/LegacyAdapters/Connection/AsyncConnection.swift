@@ -13,7 +13,9 @@ import Darwin
 /// so no task and no thread of the concurrency pool ever blocks; events arrive on
 /// ``events`` in order, and sends from any task are handed to that thread. When the
 /// connection ends, ``events`` finishes after ``ConnectionEvent/closed(_:)``; the daemon
-/// still owns (and closes) the fd.
+/// still owns (and closes) the fd. While more than ``maxUnconsumedEvents`` events wait for
+/// the consumer, the connection stops reading (backpressure). Releasing the connection
+/// before it ended closes it with an ``EpitaphStatus/ok`` epitaph.
 ///
 /// ```swift
 /// let connection = try AsyncConnection(borrowing: fd, mux: mux)
@@ -23,21 +25,52 @@ import Darwin
 /// close(fd)
 /// ```
 public final class AsyncConnection: Sendable {
+    /// Events the consumer may leave unconsumed before the connection stops reading.
+    public static let maxUnconsumedEvents = 256
+
     /// Everything the driver reports, in order; finishes after `.closed`.
-    public let events: AsyncStream<ConnectionEvent>
+    public let events: Events
     private let mailbox: Mailbox
     private let thread: OwnedThread
 
-    private enum Command: Sendable {
+    /// The connection's events; iterate once.
+    public struct Events: AsyncSequence, Sendable {
+        /// One event.
+        public typealias Element = ConnectionEvent
+        let stream: AsyncStream<ConnectionEvent>
+        fileprivate let mailbox: Mailbox
+
+        /// The iterator; each event taken lets the connection read further.
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            var base: AsyncStream<ConnectionEvent>.AsyncIterator
+            fileprivate let mailbox: Mailbox
+
+            /// The next event, or `nil` after `.closed`.
+            public mutating func next() async -> ConnectionEvent? {
+                let event = await base.next()
+                if event != nil { mailbox.consumed() }
+                return event
+            }
+        }
+
+        /// Makes the iterator.
+        public func makeAsyncIterator() -> AsyncIterator {
+            AsyncIterator(base: stream.makeAsyncIterator(), mailbox: mailbox)
+        }
+    }
+
+    fileprivate enum Command: Sendable {
         case bytes([UInt8])
         case control(OutgoingControlMessage)
         case close(Epitaph)
     }
 
-    private final class Mailbox: @unchecked Sendable {
+    fileprivate final class Mailbox: @unchecked Sendable {
         let lock = NSLockLike()
         var commands: [Command] = []
         var closed = false
+        /// Events yielded and not yet taken by the consumer.
+        var unconsumed = 0
         let wakeReader: Int32
         let wakeWriter: Int32
         init(reader: Int32, writer: Int32) { wakeReader = reader; wakeWriter = writer }
@@ -64,6 +97,22 @@ public final class AsyncConnection: Sendable {
 
         func shut() { lock.withLock { closed = true } }
 
+        func yielded() { lock.withLock { unconsumed += 1 } }
+
+        /// The consumer took one; wakes the loop when it may read again.
+        func consumed() {
+            let wake = lock.withLock { () -> Bool in
+                unconsumed -= 1
+                return unconsumed == AsyncConnection.maxUnconsumedEvents && !closed
+            }
+            if wake {
+                var byte: UInt8 = 0
+                _ = write(wakeWriter, &byte, 1)
+            }
+        }
+
+        var backedUp: Bool { lock.withLock { unconsumed > AsyncConnection.maxUnconsumedEvents } }
+
         deinit {
             closeDescriptor(wakeReader)
             closeDescriptor(wakeWriter)
@@ -84,11 +133,14 @@ public final class AsyncConnection: Sendable {
         _ = fcntl(fileDescriptor, F_SETFL, fcntl(fileDescriptor, F_GETFL) | O_NONBLOCK)
         let mailbox = Mailbox(reader: ends[0], writer: ends[1])
         let (stream, continuation) = AsyncStream<ConnectionEvent>.makeStream()
-        self.events = stream
+        self.events = Events(stream: stream, mailbox: mailbox)
         self.mailbox = mailbox
         let loop = Loop(fd: fileDescriptor, mux: mux, options: options)
         self.thread = try OwnedThread { loop.run(mailbox: mailbox, continuation: continuation) }
     }
+
+    /// Events delivered and not yet taken (for tests of backpressure).
+    var unconsumedEventCount: Int { mailbox.lock.withLock { mailbox.unconsumed } }
 
     /// Queues a v1 frame.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)``; nothing is queued then.
@@ -107,7 +159,11 @@ public final class AsyncConnection: Sendable {
         mailbox.post(.close(epitaph))
     }
 
-    deinit { thread.join() }
+    /// Releasing a connection that is still open closes it (the thread finishes on its own).
+    deinit {
+        mailbox.post(.close(Epitaph(status: .ok, reason: "connection released by the server")))
+        thread.detach()
+    }
 
     /// The state owned by the connection's thread.
     private final class Loop: @unchecked Sendable {
@@ -125,13 +181,14 @@ public final class AsyncConnection: Sendable {
             var finished = false
             func deliver(_ events: [ConnectionEvent]) {
                 for event in events {
+                    mailbox.yielded()
                     continuation.yield(event)
                     if case .closed = event { finished = true }
                 }
             }
             while !finished {
                 var fds = [pollfd(fd: mailbox.wakeReader, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: fd, events: (driver.wantsReadable ? Int16(POLLIN) : 0)
+                           pollfd(fd: fd, events: (driver.wantsReadable && !mailbox.backedUp ? Int16(POLLIN) : 0)
                                   | (driver.wantsWritable ? Int16(POLLOUT) : 0), revents: 0)]
                 var timeout: Int32 = -1
                 if let deadline = driver.nextDeadline {
@@ -151,7 +208,9 @@ public final class AsyncConnection: Sendable {
                         }
                     }
                 }
-                if fds[1].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { deliver(driver.readable(now: now)) }
+                if fds[1].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, !mailbox.backedUp {
+                    deliver(driver.readable(now: now))
+                }
                 if fds[1].revents & Int16(POLLOUT) != 0 { deliver(driver.writable(now: now)) }
                 deliver(driver.tick(now: now))
             }

@@ -14,8 +14,8 @@ import Darwin
 ///
 /// The driver *borrows* the fd: it never closes it (after ``ConnectionEvent/closed(_:)``
 /// the daemon does) and it works with the daemon's own event loop:
-/// - call ``readable(now:)`` when the fd is readable (a non-blocking fd is read until it
-///   would block; a blocking fd is read once);
+/// - call ``readable(now:)`` when the fd is readable and ``wantsReadable`` (a non-blocking
+///   fd is read until it would block, at most 16 reads per call; a blocking fd once);
 /// - call ``writable()`` when ``wantsWritable`` and the fd is writable;
 /// - call ``tick(now:)`` at ``nextDeadline`` for the idle, partial-message and drain timers
 ///   (and to carry out an end decided while events were delivered, see ``nextDeadline``).
@@ -90,10 +90,14 @@ public final class ConnectionDriver {
     /// Whether the connection is over.
     public var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
-    /// Whether the driver still reads this fd (false after a sticky legacy takeover or close).
+    /// Whether the driver wants to read this fd now: false after a sticky legacy takeover
+    /// or close, and while more than ``ConnectionOptions/maxQueuedOutputByteCount`` bytes
+    /// of answers wait for the peer to read them (backpressure). Poll for readability
+    /// only when this is true.
     public var wantsReadable: Bool {
         switch state {
-        case .active, .draining: return true
+        case .active: return !outputIsBackedUp
+        case .draining: return true
         // While closing, only the flush matters (the peer may already be at EOF, which
         // would keep the fd readable and the loop spinning).
         case .ending, .closing, .legacyTakenOver, .closed: return false
@@ -117,13 +121,24 @@ public final class ConnectionDriver {
         }
     }
 
-    /// Reads what the socket has, decides every complete message, writes probe answers,
-    /// and returns the events for the daemon, in order.
+    /// `recvmsg` calls per ``readable(now:)`` at most (then poll again; level-triggered).
+    static let maxReadsPerCall = 16
+
+    private var outputIsBackedUp: Bool { output.pendingByteCount > options.maxQueuedOutputByteCount }
+
+    /// Reads what the socket has (at most 16 reads per call; poll again while it stays
+    /// readable), decides every complete message, writes probe answers, and returns the
+    /// events for the daemon, in order.
     public func readable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
         var events = takePendingEvents()
+        var reads = 0
         readLoop: while true {
             switch state {
             case .active:
+                // Bounded work per call: fairness between connections, and a consumer that
+                // stops taking events (see `AsyncConnection`) stops the reading soon.
+                if outputIsBackedUp || reads == Self.maxReadsPerCall { break readLoop }
+                reads += 1
                 var outcome = SocketIO.ReceiveOutcome.wouldBlock
                 do {
                     _ = try input.append(minimumSpace: options.receiveChunkByteCount) {

@@ -45,6 +45,10 @@ public struct ConnectionOptions: Sendable {
     public var maxLegacyMessageByteCount: Int
     /// Bytes asked of each `recvmsg`.
     public var receiveChunkByteCount: Int
+    /// While more than this many bytes of answers wait to be written (a peer that sends
+    /// but does not read), the driver stops reading (``ConnectionDriver/wantsReadable`` is
+    /// false), so queued output stays bounded.
+    public var maxQueuedOutputByteCount: Int
 
     /// Creates options; the defaults keep the reference's behaviour except that bad input
     /// gets an epitaph.
@@ -55,7 +59,8 @@ public struct ConnectionOptions: Sendable {
         epitaphLane: PayloadProtocol = .defaultEpitaph,
         drainTimeout: Duration = .milliseconds(200),
         maxLegacyMessageByteCount: Int = 16 * 1024 * 1024,
-        receiveChunkByteCount: Int = 64 * 1024
+        receiveChunkByteCount: Int = 64 * 1024,
+        maxQueuedOutputByteCount: Int = 4 * 1024 * 1024
     ) {
         self.legacyMode = legacyMode
         self.idleTimeout = idleTimeout
@@ -64,5 +69,6 @@ public struct ConnectionOptions: Sendable {
         self.drainTimeout = drainTimeout
         self.maxLegacyMessageByteCount = maxLegacyMessageByteCount
         self.receiveChunkByteCount = max(4096, receiveChunkByteCount)
+        self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
     }
 }

@@ -34,11 +34,18 @@ final class OwnedThread: @unchecked Sendable {
         }
     }
 
+    /// Lets the thread finish on its own (no join); later `join` calls return at once.
+    func detach() {
+        let shouldDetach = lock.withLock { () -> Bool in
+            defer { joined = true }
+            return !joined
+        }
+        if shouldDetach { pthread_detach(handle) }
+    }
+
     /// Starts `body` on a new detached thread (its resources are freed when it ends).
     static func detached(_ body: @escaping @Sendable () -> Void) throws(TransportError) {
-        let thread = try OwnedThread(body)
-        thread.lock.withLock { thread.joined = true }
-        pthread_detach(thread.handle)
+        try OwnedThread(body).detach()
     }
 
     /// Waits for the thread to end (once; later calls return at once).
