@@ -38,8 +38,19 @@ import Testing
 
     /// Replays every captured exchange through the mux with the capture server's handler
     /// (`echo:` + payload, `empty` → empty reply, non-REQUEST ignored) and compares bytes.
-    @Test(arguments: try Vectors.tsv("frames-misc.tsv"))
-    func capturedExchange(row: [String: String]) throws {
+    /// One row of frames-misc.tsv, shown by its name.
+    struct Exchange: CustomTestStringConvertible, Sendable {
+        let row: [String: String]
+        var testDescription: String { row["name"] ?? "?" }
+    }
+
+    static let exchanges = ((try? Vectors.tsv("frames-misc.tsv")) ?? []).map(Exchange.init)
+
+    @Test func allExchangesLoaded() { #expect(Self.exchanges.count == 24) }
+
+    @Test(arguments: exchanges)
+    func capturedExchange(exchange: Exchange) throws {
+        let row = exchange.row
         let name = row["name"] ?? "?"
         var input = try hex(row["request_hex"] ?? "")
         let expected = try hex(row["response_hex"] ?? "")
