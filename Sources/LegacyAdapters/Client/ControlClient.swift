@@ -81,13 +81,12 @@ public final class ControlClient: @unchecked Sendable {
         _ method: String, params: JSONValue? = nil, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         timeout: Duration = .seconds(10)
     ) async throws(ClientError) -> ControlReply {
-        let handoff = OutgoingControlMessage(.notification(ControlNotification(method: method, params: params)),
-                                             fileDescriptors: fileDescriptors)
+        let handoff = HeldFileDescriptors(fileDescriptors)
         let result: Result<ControlReply, ClientError> = await withCheckedContinuation { continuation in
             do throws(TransportError) {
                 try OwnedThread.detached { [self] in
                     let reply = Result { () throws(ClientError) in
-                        try self.call(method, params: params, fileDescriptors: handoff.takeFileDescriptors(), timeout: timeout)
+                        try self.call(method, params: params, fileDescriptors: handoff.take(), timeout: timeout)
                     }
                     continuation.resume(returning: reply)
                 }
