@@ -74,7 +74,13 @@ extension FileDescriptorSuites {
                 let bytes = all
                 let writer = Task.detached { try await onDedicatedThread { try writeAll(client, bytes); shutdown(client, Int32(SHUT_WR)) } }
                 // Nobody consumes: the connection reads a bounded amount, then stops.
-                _ = try await onDedicatedThread { usleep(500_000) }
+                _ = try await onDedicatedThread {
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while connection.unconsumedEventCount <= AsyncConnection.maxUnconsumedEvents, ContinuousClock.now < deadline {
+                        usleep(10_000)
+                    }
+                    usleep(300_000)  // time enough to read everything, were it not throttled
+                }
                 let pending = connection.unconsumedEventCount
                 #expect(pending > 0 && pending < count, "\(pending) events unconsumed")
                 // Consuming lets it read on; every frame arrives, in order.

@@ -136,7 +136,8 @@ extension FileDescriptorSuites {
                 close(server)
                 guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .timedOut)
-                #expect(elapsed >= .milliseconds(300) && elapsed < .milliseconds(300) + .milliseconds(700), "closed after \(elapsed)")
+                // Fires at the bound, give or take scheduling on a loaded 2-core CI machine.
+                #expect(elapsed >= .milliseconds(300) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil)
                 #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.first?.status == .timedOut)
@@ -171,7 +172,7 @@ extension FileDescriptorSuites {
                 close(server)
                 guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .timedOut)
-                #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(1), "closed after \(elapsed)")
+                #expect(elapsed >= .milliseconds(250) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
                 _ = try readToEOF(client)
             }
         }
