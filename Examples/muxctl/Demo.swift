@@ -41,7 +41,7 @@ struct Demo: ParsableCommand {
             let verified = try ProbeClient.probe(socketPath: socketPath)
             let identity = verified.identity
             print("  <- pid \(identity.pid) (SO_PEERCRED \(verified.peerProcessID)), exe \(identity.executablePath)")
-            print("     blake3 \(identity.executableHash.prefix(8).map { String(format2: $0) }.joined())…, boot \(identity.bootID)")
+            print("     blake3 \(identity.executableHashHex.prefix(16))…, boot \(identity.bootID)")
             steps.check("identity verified: nonce, request id, pid = SO_PEERCRED, exe path and BLAKE3",
                         identity.pid == UInt32(daemon.pid))
         } catch {
@@ -146,13 +146,6 @@ struct DemoSteps {
         total += 1
         if ok { passed += 1 }
         print("  [\(ok ? "ok" : "FAILED")] \(name)")
-    }
-}
-
-extension String {
-    init(format2 byte: UInt8) {
-        let hex = String(byte, radix: 16)
-        self = hex.count == 1 ? "0" + hex : hex
     }
 }
 

@@ -45,7 +45,7 @@ struct Probe: ParsableCommand {
 
     func report(_ verified: VerifiedIdentity, socketPath: String, againstFile: Bool) {
         let identity = verified.identity
-        let hash = identity.executableHash.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let hash = identity.executableHashHex
         let microseconds = verified.roundTrip.components.seconds * 1_000_000 + verified.roundTrip.components.attoseconds / 1_000_000_000_000
         if json {
             let value: JSONValue = [

@@ -137,6 +137,21 @@ public struct DaemonIdentity: Hashable, Sendable {
         self.hasEndpoint = m.ipc_endpoint != nil
     }
 
+    /// ``executableHash`` as lower-case hex (how `b3sum` prints it).
+    public var executableHashHex: String { Self.hex(executableHash) }
+
+    /// Lower-case hex of `bytes`.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Whether a decoded `DaemonProcess` carried `ipc_endpoint` (always `true` otherwise).
     public internal(set) var hasEndpoint = true
 }

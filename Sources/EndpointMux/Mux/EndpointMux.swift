@@ -107,12 +107,14 @@ public struct EndpointMux: Sendable {
     /// ranges and `consumed` count from the buffer's start.
     @inline(__always)
     func pollFrame(_ buffer: UnsafeRawBufferPointer, at start: Int = 0) throws(MuxError) -> MuxVerdict {
-        guard buffer.count - start >= V1Framing.headerByteCount else { return .needMoreBytes }
-        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 1, as: UInt32.self))
-        guard UInt64(length) <= UInt64(limits.maxFrameBodyByteCount) else {
-            throw .framing(.frameTooLarge(length: UInt64(length), limit: limits.maxFrameBodyByteCount))
+        let status: V1Framing.HeaderStatus
+        do {
+            status = try V1Framing.readHeader(buffer, at: start, maxBodyByteCount: limits.maxFrameBodyByteCount)
+        } catch {
+            throw .framing(error)
         }
-        let consumed = start + V1Framing.headerByteCount + Int(length)
+        guard case let .header(length) = status else { return .needMoreBytes }
+        let consumed = start + V1Framing.headerByteCount + length
         guard buffer.count >= consumed else { return .needMoreBytes }
         let view: FrameView
         do {

@@ -26,13 +26,16 @@ public enum V1Framing {
     /// wait for (or buffer) more than `maxBodyByteCount` bytes.
     /// - Throws: ``FramingError/unsupportedFramingVersion(_:)`` when byte 0 is not `0x01`,
     ///   ``FramingError/frameTooLarge(length:limit:)`` when the length exceeds the cap.
+    /// - Parameter start: where the frame starts in `buffer` (0 by default).
+    @inline(__always)
     public static func readHeader(
-        _ buffer: UnsafeRawBufferPointer, maxBodyByteCount: Int = defaultMaxBodyByteCount
+        _ buffer: UnsafeRawBufferPointer, at start: Int = 0, maxBodyByteCount: Int = defaultMaxBodyByteCount
     ) throws(FramingError) -> HeaderStatus {
-        guard let first = buffer.first else { return .needMoreBytes }
+        guard start < buffer.count else { return .needMoreBytes }
+        let first = buffer[start]
         guard first == framingByte else { throw .unsupportedFramingVersion(first) }
-        guard buffer.count >= headerByteCount else { return .needMoreBytes }
-        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+        guard buffer.count - start >= headerByteCount else { return .needMoreBytes }
+        let length = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 1, as: UInt32.self))
         guard UInt64(length) <= UInt64(maxBodyByteCount) else {
             throw .frameTooLarge(length: UInt64(length), limit: maxBodyByteCount)
         }

@@ -57,7 +57,7 @@ public enum ProbeClient {
         if let expected {
             try compare("pid", expected.pid, claimed.pid)
             try compare("exe_path", expected.executablePath, claimed.executablePath)
-            try compare("exe_hash", hex(expected.executableHash), hex(claimed.executableHash))
+            try compare("exe_hash", expected.executableHashHex, claimed.executableHashHex)
             try compare("boot_id", expected.bootID, claimed.bootID)
             try compare("ipc_endpoint.namespace_id", expected.endpoint.namespaceID, claimed.endpoint.namespaceID)
             try compare("ipc_endpoint.path", expected.endpoint.path, claimed.endpoint.path)
@@ -96,7 +96,7 @@ public enum ProbeClient {
         let hash: [UInt8]
         do { hash = try BLAKE3.hash(fileAtPath: claimed) } catch { throw .identity(error) }
         guard hash == identity.executableHash else {
-            throw .verification(.identityMismatch(field: "exe_hash", expected: hex(hash), received: hex(identity.executableHash)))
+            throw .verification(.identityMismatch(field: "exe_hash", expected: DaemonIdentity.hex(hash), received: identity.executableHashHex))
         }
     }
 
@@ -106,13 +106,5 @@ public enum ProbeClient {
         guard expected == received else {
             throw .verification(.identityMismatch(field: field, expected: expected.description, received: received.description))
         }
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }
