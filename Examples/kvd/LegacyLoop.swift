@@ -79,15 +79,13 @@ final class Connection {
         }
     }
 
-    var wantsWritable: Bool { driver?.wantsWritable ?? !unsent.isEmpty }
-    var wantsReadable: Bool { driver?.wantsReadable ?? true }
+    var wantsWritable: Bool { driver?.interest.write ?? !unsent.isEmpty }
+    var wantsReadable: Bool { driver?.interest.read ?? true }
 
     /// Handles readiness; false when the connection is over.
     func service(revents: Int16) -> Bool {
         if let driver {
-            var events = driver.readable()
-            if revents & Int16(POLLOUT) != 0 { events += driver.writable() }
-            return handle(events, driver: driver)
+            return handle(driver.handle(revents: revents), driver: driver)
         }
         return serviceWithoutMux(revents: revents)
     }

@@ -36,15 +36,13 @@ let options = ConnectionOptions(legacyMode: .perMessage { bytes in
 })
 
 /// Per accepted connection: the daemon keeps its fd and its loop; the driver borrows the fd.
+/// Poll on the driver's interest, make one call, answer the events: nothing else to remember.
 func serve(_ fd: Int32) {
     let driver = ConnectionDriver(borrowing: fd, mux: mux, options: options)
-    var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     while !driver.isClosed {
-        pollFD.events = (driver.wantsReadable ? Int16(POLLIN) : 0) | (driver.wantsWritable ? Int16(POLLOUT) : 0)
-        _ = poll(&pollFD, 1, -1)
-        var events = driver.readable()            // probes are answered inside
-        if driver.wantsWritable { events += driver.writable() }
-        for event in events {
+        var pollFD = pollfd(fd: fd, events: driver.interest.pollEvents, revents: 0)
+        _ = poll(&pollFD, 1, driver.interest.pollTimeout(now: .now))
+        for event in driver.handle(revents: pollFD.revents) {    // probes are answered inside
             switch event {
             case let .legacyMessage(line):        // the old protocol, as before
                 driver.send(bytes: oldProtocolReply(Array(line.dropLast())) + [0x0A])

@@ -21,6 +21,9 @@ public struct MuxSession: Sendable {
         self.control = ControlDecoder(limits: mux.limits.control)
     }
 
+    /// Whether no control message is in progress (scanned in part or waiting for fds).
+    package var isBetweenMessages: Bool { control.isBetweenMessages }
+
     /// The control request waiting for its fds, if any (to answer with -32050 on close).
     public var waitingControlMessage: ControlMessage? { control.waitingMessage }
 

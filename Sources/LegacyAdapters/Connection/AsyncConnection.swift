@@ -204,7 +204,7 @@ public final class AsyncConnection: Sendable {
                         switch command {
                         case let .bytes(bytes): driver.send(bytes: bytes)
                         case let .control(message): driver.send(message.message, fileDescriptors: message.takeFileDescriptors())
-                        case let .close(epitaph): deliver(driver.close(epitaph: epitaph, now: now))
+                        case let .close(epitaph): driver.close(epitaph: epitaph, now: now)
                         }
                     }
                 }

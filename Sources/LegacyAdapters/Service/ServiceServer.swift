@@ -203,7 +203,7 @@ private final class ServiceEventLoop: @unchecked Sendable {
 
     private func shutdownAll() {
         for (fd, driver) in connections {
-            _ = driver.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down"))
+            driver.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down"))
             close(fd)
         }
         connections = [:]

@@ -101,18 +101,25 @@ public struct OutboundQueue: ~Copyable, Sendable {
 
     /// Writes as much as `fd` takes without blocking (on a non-blocking socket), in order.
     ///
+    /// Messages are coalesced: one `sendmsg` gathers the front message and the fd-less
+    /// messages after it (up to ``maxMessagesPerSendmsg``), so a batch of answers leaves
+    /// in as few calls as the socket allows; a message with fds always starts its own call
+    /// (its fds ride with its first byte, as jsonrpc-fdpass requires).
+    ///
+    /// - Parameter nonBlocking: send with `MSG_DONTWAIT`, so even a blocking socket
+    ///   returns ``FlushOutcome/wouldBlock`` instead of waiting.
     /// - Returns: ``FlushOutcome/flushed`` when the queue is empty,
     ///   ``FlushOutcome/wouldBlock`` when the socket is full (call again when writable).
     /// - Throws: ``TransportError/system(operation:errno:)`` from `sendmsg` (`EPIPE` when
     ///   the peer has gone), or ``TransportError/fileDescriptorBatchRejected(count:errno:)``
     ///   when even one descriptor is refused. The queue keeps the unsent remainder and its
     ///   descriptors.
-    public mutating func flush(to fd: Int32) throws(TransportError) -> FlushOutcome {
+    public mutating func flush(to fd: Int32, nonBlocking: Bool = false) throws(TransportError) -> FlushOutcome {
         while head < messages.count {
             while messages[head].bytesSent < messages[head].bytes.count
                 || messages[head].fileDescriptorsLeft > 0
             {
-                guard try sendStep(to: fd) else { return .wouldBlock }
+                guard try sendStep(to: fd, nonBlocking: nonBlocking) else { return .wouldBlock }
             }
             messages[head] = Message(bytes: [], bytesSent: 0, fileDescriptorsLeft: 0)
             head += 1
@@ -126,6 +133,9 @@ public struct OutboundQueue: ~Copyable, Sendable {
         }
         return .flushed
     }
+
+    /// Most messages one `sendmsg` gathers.
+    public static let maxMessagesPerSendmsg = 64
 
     /// Flushes, waiting with `poll(2)` for writability whenever the socket is full, until
     /// everything is written or `deadline` passes (`nil`: no limit).
@@ -149,18 +159,25 @@ public struct OutboundQueue: ~Copyable, Sendable {
         }
     }
 
-    /// One `sendmsg` for the front message. Returns `false` when the socket is full.
-    private mutating func sendStep(to fd: Int32) throws(TransportError) -> Bool {
+    /// One `sendmsg` for the front message (and the fd-less messages after it). Returns
+    /// `false` when the socket is full.
+    private mutating func sendStep(to fd: Int32, nonBlocking: Bool = false) throws(TransportError) -> Bool {
         let message = messages[head]
         let batch = Swift.min(message.fileDescriptorsLeft, limit)
         let dataLeft = message.bytesSent < message.bytes.count
+        // Later messages may join only once the front message's fds all go in this call.
+        var gathered = head + 1
+        if dataLeft && batch == message.fileDescriptorsLeft {
+            while gathered < messages.count, gathered - head < Self.maxMessagesPerSendmsg,
+                messages[gathered].fileDescriptorsLeft == 0
+            {
+                gathered += 1
+            }
+        }
         let written: Int?
         do throws(TransportError) {
-            if dataLeft {
-                written = try Self.send(message.bytes, from: message.bytesSent, with: fds.prefixRawValues(batch), to: fd)
-            } else {
-                written = try Self.send(Self.continuationByte, from: 0, with: fds.prefixRawValues(batch), to: fd)
-            }
+            written = try Self.send(messages[head..<gathered], dataLeft: dataLeft,
+                                    with: fds.prefixRawValues(batch), to: fd, nonBlocking: nonBlocking)
         } catch .fileDescriptorBatchRejected(let count, let errno) {
             guard batch > 1 else { throw .fileDescriptorBatchRejected(count: count, errno: errno) }
             limit = batch / 2  // nothing was sent: retry the same position with half as many
@@ -174,29 +191,45 @@ public struct OutboundQueue: ~Copyable, Sendable {
         }
         fds.closeFirst(batch)
         messages[head].fileDescriptorsLeft -= batch
-        if dataLeft {
-            messages[head].bytesSent += written
-            pendingByteCount -= written
+        guard dataLeft else { return true }  // a continuation byte
+        var left = written
+        var index = head
+        while left > 0, index < gathered {
+            let take = Swift.min(left, messages[index].bytes.count - messages[index].bytesSent)
+            messages[index].bytesSent += take
+            pendingByteCount -= take
+            left -= take
+            index += 1
         }
         return true
     }
 
-    /// `SocketIO.send` of `bytes[offset...]` with `descriptors`.
+    /// One `sendmsg` of the unsent bytes of `messages` (or a continuation byte when the
+    /// front one has no data left) with `descriptors`.
     private static func send(
-        _ bytes: [UInt8],
-        from offset: Int,
+        _ messages: ArraySlice<Message>,
+        dataLeft: Bool,
         with descriptors: ArraySlice<Int32>,
-        to fd: Int32
+        to fd: Int32,
+        nonBlocking: Bool
     ) throws(TransportError) -> Int? {
-        let result: Result<Int?, TransportError> = bytes.withUnsafeBytes { all in
-            do throws(TransportError) {
-                let remaining = UnsafeRawBufferPointer(rebasing: all[offset...])
-                return .success(try SocketIO.send(to: fd, bytes: remaining, fileDescriptors: descriptors))
-            } catch {
-                return .failure(error)
+        guard dataLeft else {
+            let result = continuationByte.withUnsafeBytes { raw in
+                Result { () throws(TransportError) -> Int? in
+                    try SocketIO.send(to: fd, chunks: [raw], fileDescriptors: descriptors, nonBlocking: nonBlocking)
+                }
+            }
+            return try result.get()
+        }
+        // The arrays stay alive (and unmoved) for the call: `messages` holds them.
+        var chunks: [UnsafeRawBufferPointer] = []
+        chunks.reserveCapacity(messages.count)
+        for message in messages where message.bytesSent < message.bytes.count {
+            message.bytes.withUnsafeBytes { raw in
+                chunks.append(UnsafeRawBufferPointer(rebasing: raw[message.bytesSent...]))
             }
         }
-        return try result.get()
+        return try SocketIO.send(to: fd, chunks: chunks, fileDescriptors: descriptors, nonBlocking: nonBlocking)
     }
 
     private static let continuationByte: [UInt8] = [0x20]

@@ -105,46 +105,7 @@ public enum SocketIO {
             }
             return 0
         }
-        guard fdCount <= maxFileDescriptorsPerCall else {
-            throw .invalidArgument("\(fdCount) file descriptors in one sendmsg (at most \(maxFileDescriptorsPerCall))")
-        }
-        #if canImport(Darwin)
-        try disableSIGPIPE(fd)
-        #endif
-        if fdCount == 0 {
-            return try sendmsgRetryingEINTR(fd, bytes: bytes, control: nil, fdCount: 0)
-        }
-        let dataLength = fdCount * MemoryLayout<Int32>.size
-        let space = endpointmux_cmsg_space(dataLength)
-        let result: Result<Int?, TransportError> = withUnsafeTemporaryAllocation(
-            byteCount: space,
-            alignment: MemoryLayout<cmsghdr>.alignment
-        ) { control in
-            control.initializeMemory(as: UInt8.self, repeating: 0)
-            var msg = msghdr()
-            msg.msg_control = control.baseAddress
-            msg.msg_controllen = numericCast(space)
-            guard let cmsg = endpointmux_cmsg_firsthdr(&msg), let data = endpointmux_cmsg_data(cmsg) else {
-                return .failure(.invalidArgument("control buffer of \(space) bytes holds no cmsghdr"))
-            }
-            cmsg.pointee.cmsg_len = numericCast(endpointmux_cmsg_len(dataLength))
-            cmsg.pointee.cmsg_level = SOL_SOCKET
-            cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-            let raw = UnsafeMutableRawPointer(data)
-            var stored = 0
-            for descriptor in fileDescriptors where stored < fdCount {
-                raw.storeBytes(of: descriptor, toByteOffset: stored * MemoryLayout<Int32>.size, as: Int32.self)
-                stored += 1
-            }
-            do throws(TransportError) {
-                return .success(
-                    try sendmsgRetryingEINTR(fd, bytes: bytes, control: UnsafeMutableRawBufferPointer(control), fdCount: fdCount)
-                )
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        return try send(to: fd, chunks: [bytes], fileDescriptors: fileDescriptors, nonBlocking: false)
     }
 
     /// Waits with `poll(2)` until `fd` is readable (or at end of stream, or in error: the
@@ -205,12 +166,13 @@ public enum SocketIO {
         from fd: Int32,
         into buffer: UnsafeMutableRawBufferPointer,
         fileDescriptors: inout FileDescriptorQueue,
-        control: UnsafeMutableRawBufferPointer
+        control: UnsafeMutableRawBufferPointer,
+        nonBlocking: Bool = false
     ) throws(TransportError) -> ReceiveOutcome {
         guard let base = buffer.baseAddress, buffer.count > 0 else {
             throw .invalidArgument("receive buffer is empty")
         }
-        var flags: Int32 = 0
+        var flags: Int32 = nonBlocking ? Int32(MSG_DONTWAIT) : 0
         #if os(Linux)
         flags |= Int32(MSG_CMSG_CLOEXEC)
         #endif
@@ -280,31 +242,30 @@ public enum SocketIO {
         return arrived
     }
 
-    /// One `sendmsg` of `bytes` (not empty) with an optional prepared control buffer.
-    private static func sendmsgRetryingEINTR(
+    /// One `sendmsg` gathering `iovecs` (at least one byte in all) with an optional
+    /// prepared control buffer; `MSG_DONTWAIT` when `nonBlocking`.
+    static func sendmsgRetryingEINTR(
         _ fd: Int32,
-        bytes: UnsafeRawBufferPointer,
+        iovecs: UnsafeMutableBufferPointer<iovec>,
         control: UnsafeMutableRawBufferPointer?,
-        fdCount: Int
+        fdCount: Int,
+        nonBlocking: Bool
     ) throws(TransportError) -> Int? {
-        var flags: Int32 = 0
+        var flags: Int32 = nonBlocking ? Int32(MSG_DONTWAIT) : 0
         #if os(Linux)
         flags |= Int32(MSG_NOSIGNAL)
         #endif
-        var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: numericCast(bytes.count))
         var written: Int
         var failure: Int32 = 0
         repeat {
-            written = withUnsafeMutablePointer(to: &iov) { iovPointer in
-                var msg = msghdr()
-                msg.msg_iov = iovPointer
-                msg.msg_iovlen = 1
-                if let control {
-                    msg.msg_control = control.baseAddress
-                    msg.msg_controllen = numericCast(control.count)
-                }
-                return sendmsg(fd, &msg, flags)
+            var msg = msghdr()
+            msg.msg_iov = iovecs.baseAddress
+            msg.msg_iovlen = numericCast(iovecs.count)
+            if let control {
+                msg.msg_control = control.baseAddress
+                msg.msg_controllen = numericCast(control.count)
             }
+            written = sendmsg(fd, &msg, flags)
             failure = written < 0 ? errno : 0
         } while written < 0 && failure == EINTR
         guard written >= 0 else {
@@ -315,6 +276,63 @@ public enum SocketIO {
             throw .system(operation: "sendmsg", errno: failure)
         }
         return written
+    }
+
+    /// One `sendmsg` gathering `chunks` (at least one byte in all) with `fileDescriptors`
+    /// attached to the first byte; `MSG_DONTWAIT` when `nonBlocking`. Same results as
+    /// ``send(to:bytes:fileDescriptors:)``.
+    static func send(
+        to fd: Int32,
+        chunks: [UnsafeRawBufferPointer],
+        fileDescriptors: some Collection<Int32>,
+        nonBlocking: Bool
+    ) throws(TransportError) -> Int? {
+        let fdCount = fileDescriptors.count
+        guard fdCount <= maxFileDescriptorsPerCall else {
+            throw .invalidArgument("\(fdCount) file descriptors in one sendmsg (at most \(maxFileDescriptorsPerCall))")
+        }
+        #if canImport(Darwin)
+        try disableSIGPIPE(fd)
+        #endif
+        let result: Result<Int?, TransportError> = withUnsafeTemporaryAllocation(
+            of: iovec.self, capacity: chunks.count
+        ) { iovecs in
+            for (index, chunk) in chunks.enumerated() {
+                iovecs.initializeElement(
+                    at: index,
+                    to: iovec(iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress), iov_len: numericCast(chunk.count)))
+            }
+            guard fdCount > 0 else {
+                return Result { () throws(TransportError) in
+                    try sendmsgRetryingEINTR(fd, iovecs: iovecs, control: nil, fdCount: 0, nonBlocking: nonBlocking)
+                }
+            }
+            let dataLength = fdCount * MemoryLayout<Int32>.size
+            let space = endpointmux_cmsg_space(dataLength)
+            return withUnsafeTemporaryAllocation(byteCount: space, alignment: MemoryLayout<cmsghdr>.alignment) { control in
+                control.initializeMemory(as: UInt8.self, repeating: 0)
+                var msg = msghdr()
+                msg.msg_control = control.baseAddress
+                msg.msg_controllen = numericCast(space)
+                guard let cmsg = endpointmux_cmsg_firsthdr(&msg), let data = endpointmux_cmsg_data(cmsg) else {
+                    return .failure(.invalidArgument("control buffer of \(space) bytes holds no cmsghdr"))
+                }
+                cmsg.pointee.cmsg_len = numericCast(endpointmux_cmsg_len(dataLength))
+                cmsg.pointee.cmsg_level = SOL_SOCKET
+                cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                let raw = UnsafeMutableRawPointer(data)
+                var stored = 0
+                for descriptor in fileDescriptors where stored < fdCount {
+                    raw.storeBytes(of: descriptor, toByteOffset: stored * MemoryLayout<Int32>.size, as: Int32.self)
+                    stored += 1
+                }
+                return Result { () throws(TransportError) in
+                    try sendmsgRetryingEINTR(fd, iovecs: iovecs, control: UnsafeMutableRawBufferPointer(control),
+                                             fdCount: fdCount, nonBlocking: nonBlocking)
+                }
+            }
+        }
+        return try result.get()
     }
 
     #if canImport(Darwin)
@@ -400,6 +418,16 @@ public struct SocketReceiver: ~Copyable, @unchecked Sendable {
         fileDescriptors: inout FileDescriptorQueue
     ) throws(TransportError) -> SocketIO.ReceiveOutcome {
         try SocketIO.receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control)
+    }
+
+    /// The same with `MSG_DONTWAIT`: never blocks, whatever the socket's mode.
+    mutating func receiveWithoutWaiting(
+        from fd: Int32,
+        into buffer: UnsafeMutableRawBufferPointer,
+        fileDescriptors: inout FileDescriptorQueue
+    ) throws(TransportError) -> SocketIO.ReceiveOutcome {
+        try SocketIO.receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control,
+                             nonBlocking: true)
     }
 
     deinit {
