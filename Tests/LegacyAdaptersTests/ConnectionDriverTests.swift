@@ -8,20 +8,18 @@ let testIdentity = DaemonIdentity(
     pid: UInt32(getpid()), executablePath: "/x", executableHash: [UInt8](repeating: 7, count: 32), bootID: "",
     endpoint: IPCEndpoint(namespaceID: "t", path: "/t"), startedAtUnixMilliseconds: 1)
 
-/// Drives `driver` with poll(2) until `done` says so or the deadline passes; returns the events.
+/// Drives `driver` the way a daemon's loop does (poll on the interest, one call) until
+/// `done` says so or the deadline passes; returns the events.
 func drive(_ driver: ConnectionDriver, until deadline: ContinuousClock.Instant,
            done: ([ConnectionEvent]) -> Bool) -> [ConnectionEvent] {
     var events: [ConnectionEvent] = []
-    while !done(events), ContinuousClock.now < deadline {
-        var pfd = pollfd(fd: driver.fileDescriptor, events: Int16(POLLIN) | (driver.wantsWritable ? Int16(POLLOUT) : 0), revents: 0)
-        var wait = deadline
-        if let next = driver.nextDeadline { wait = min(wait, next) }
-        let remaining = ContinuousClock.now.duration(to: wait)
-        let ms = max(0, Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000) + 1)
-        _ = poll(&pfd, 1, ms)
-        if pfd.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { events += driver.readable() }
-        if pfd.revents & Int16(POLLOUT) != 0 { events += driver.writable() }
-        events += driver.tick()
+    while !done(events), !driver.isClosed, ContinuousClock.now < deadline {
+        let now = ContinuousClock.now
+        let limit = SocketIO.pollMilliseconds(until: deadline, now: now)
+        let timeout = driver.interest.pollTimeout(now: now)
+        var pfd = pollfd(fd: driver.fileDescriptor, events: driver.interest.pollEvents, revents: 0)
+        _ = poll(&pfd, 1, timeout < 0 ? limit : min(limit, timeout))
+        events += driver.handle(revents: pfd.revents)
     }
     return events
 }

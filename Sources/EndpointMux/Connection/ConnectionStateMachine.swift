@@ -121,8 +121,10 @@ package struct ConnectionStateMachine: Sendable {
     /// The connection failed in the control layer: its epitaph is an `rpc.epitaph`.
     private var failedInControl = false
     private var jsonRPCCode = JSONRPCErrorObject.fileDescriptorErrorCode
-    /// Events delivered by the current input (an end found now is deferred).
+    /// Events delivered in the current turn (an end found now is deferred).
     private var deliveredSinceInput = false
+    /// The instant of the current turn.
+    private var turn: ContinuousClock.Instant
 
     /// A machine for a new connection at `now`.
     package init(mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(), now: ContinuousClock.Instant) {
@@ -130,6 +132,7 @@ package struct ConnectionStateMachine: Sendable {
         self.options = options
         self.session = MuxSession(mux: mux)
         self.lastActivity = now
+        self.turn = now
     }
 
     // MARK: - Outputs
@@ -239,9 +242,9 @@ package struct ConnectionStateMachine: Sendable {
     /// least 1 while fds wait to go). Reaching 0 while closing shuts down output; falling
     /// under the cap resumes deciding buffered input.
     package mutating func outputWritten(remaining: Int, now: ContinuousClock.Instant) {
-        beginInput(now: now)
         let wasBackedUp = outputIsBackedUp
         unwrittenByteCount = max(0, remaining)
+        beginInput(now: now)
         if wasBackedUp, !outputIsBackedUp, case .active = state, !input.isEmpty {
             decide(now: now)
         }
@@ -349,8 +352,13 @@ package struct ConnectionStateMachine: Sendable {
         return max(chunk, V1Framing.headerByteCount + announced - input.count)
     }
 
+    /// Inputs with the same instant belong to one adapter call (a "turn"): events
+    /// delivered earlier in the turn have not been answered yet.
     private mutating func beginInput(now: ContinuousClock.Instant) {
-        deliveredSinceInput = false
+        if now > turn {
+            turn = now
+            deliveredSinceInput = false
+        }
         if case let .ending(ending, since) = state, now > since {
             carryOut(ending, now: now)
         }

@@ -163,8 +163,7 @@ struct ServerLog: Sendable {
 }
 
 /// A ``ConnectionDriver`` serving the server end of a real connection the way a daemon
-/// would: `poll(2)` on the fd, ``ConnectionDriver/readable(now:)`` /
-/// ``ConnectionDriver/writable(now:)`` / ``ConnectionDriver/tick(now:)``, each control
+/// would: `poll(2)` on the driver's interest, ``ConnectionDriver/handle(revents:now:)``, each control
 /// message's fds read and closed, replies per ``TestControlMethods`` (when `answers`),
 /// and the fd closed on ``ConnectionEvent/closed(_:)`` (after the batch it came in).
 ///
@@ -222,32 +221,22 @@ final class DriverHarness: @unchecked Sendable {
     /// Whether the server has closed its end.
     var serverFinished: Bool { lock.withLock { !serverOpen } }
 
-    /// One `poll(2)` round of at most `timeout`, then the driver calls that the readiness
-    /// asks for. Returns false once the server has closed its end.
+    /// One `poll(2)` round of at most `timeout` on the driver's interest, then the one
+    /// driver call; the answers it queues leave on the next call, made at once (as a
+    /// daemon's loop would, polling again on the interest). Returns false once the server
+    /// has closed its end.
     @discardableResult
     func step(timeout: Duration) -> Bool {
         guard lock.withLock({ serverOpen }) else { return false }
-        var wanted: Int16 = 0
-        if driver.wantsReadable { wanted |= Int16(POLLIN) }
-        if driver.wantsWritable { wanted |= Int16(POLLOUT) }
-        var wait = timeout
         let now = ContinuousClock.now
-        if let deadline = driver.nextDeadline { wait = min(wait, max(.zero, now.duration(to: deadline))) }
-        var descriptor = pollfd(fd: serverFD, events: wanted, revents: 0)
-        let ready = poll(&descriptor, 1, SocketIO.pollMilliseconds(until: now + wait, now: now))
-        let after = ContinuousClock.now
-        var events: [ConnectionEvent] = []
-        if ready > 0 {
-            let revents = descriptor.revents
-            if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, driver.wantsReadable {
-                events += driver.readable(now: after)
-            }
-            if revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0, driver.wantsWritable {
-                events += driver.writable(now: after)
-            }
-        }
-        if let deadline = driver.nextDeadline, deadline <= after { events += driver.tick(now: after) }
-        return handle(events)
+        let interest = driver.interest
+        let limit = SocketIO.pollMilliseconds(until: now + timeout, now: now)
+        let wait = min(limit, interest.pollTimeout(now: now) < 0 ? limit : interest.pollTimeout(now: now))
+        var descriptor = pollfd(fd: serverFD, events: interest.pollEvents, revents: 0)
+        let ready = poll(&descriptor, 1, wait)
+        guard handle(driver.handle(revents: ready > 0 ? descriptor.revents : 0)) else { return false }
+        guard driver.interest.write else { return true }
+        return handle(driver.handle(revents: 0))
     }
 
     /// Steps until `condition` holds for the log, the server ends, or `timeout` passes;
