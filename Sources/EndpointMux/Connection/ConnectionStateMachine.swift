@@ -582,7 +582,7 @@ package struct ConnectionStateMachine: Sendable {
         partialSince = nil
         fileDescriptorWaitSince = nil
         if let epitaph {
-            if session.hasSpokenControl || waiting != nil || failedInControl {
+            if session.hasSpokenControl || waiting != nil || failedInControl || !session.isBetweenMessages {
                 // JSON-FD: answer the request still waiting for its fds, then rpc.epitaph.
                 if case let .request(request)? = waiting {
                     let error = JSONRPCErrorObject.fileDescriptorError(data: .string(epitaph.reason))
