@@ -14,8 +14,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Payload protocol served, e.g. 0x7A63.") var lane: PayloadProtocol
     @Option(name: .customLong("runtime-dir"), help: "Runtime directory (identity file; its FNV-1a tags the socket).")
     var runtimeDirectory: String?
-    @Option(name: .customLong("idle-timeout-ms"), help: "Close connections idle this long (default: never).")
-    var idleTimeoutMilliseconds: Int?
+    @Option(name: .customLong("idle-timeout-ms"), help: "Close connections idle this long, in ms (0 = never; the default).")
+    var idleTimeoutMilliseconds: Int = 0
+    @Option(name: .customLong("partial-timeout-ms"),
+            help: "Close connections holding an incomplete message this long, in ms (0 = never; default 30000).")
+    var partialTimeoutMilliseconds: Int = 30_000
 
     func run() throws {
         guard lane.isServiceLane else {
@@ -29,7 +32,8 @@ struct Serve: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         var options = ConnectionOptions()
-        options.idleTimeout = idleTimeoutMilliseconds.map { .milliseconds($0) }
+        options.idleTimeout = idleTimeoutMilliseconds > 0 ? .milliseconds(idleTimeoutMilliseconds) : nil
+        options.partialMessageTimeout = partialTimeoutMilliseconds > 0 ? .milliseconds(partialTimeoutMilliseconds) : nil
         let server = try ServiceServer(
             name: name, socketPath: endpoint.socketPath, identityPath: endpoint.identityPath,
             servedProtocols: [lane], options: options,

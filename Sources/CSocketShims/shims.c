@@ -41,3 +41,40 @@ int endpointmux_memfd_create(const char *name) {
     return -1;
 #endif
 }
+
+#if defined(__linux__)
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+int endpointmux_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int endpointmux_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    struct epoll_event event;
+    event.events = events;
+    event.data.u64 = 0;
+    event.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int endpointmux_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout) {
+    struct epoll_event ready[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, ready, max, timeout);
+    for (int i = 0; i < n; i++) {
+        fds[i] = ready[i].data.fd;
+        events[i] = ready[i].events;
+    }
+    return n;
+}
+
+int endpointmux_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+#else
+int endpointmux_epoll_create(void) { errno = ENOSYS; return -1; }
+int endpointmux_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    (void)epfd; (void)op; (void)fd; (void)events; errno = ENOSYS; return -1;
+}
+int endpointmux_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout) {
+    (void)epfd; (void)fds; (void)events; (void)max; (void)timeout; errno = ENOSYS; return -1;
+}
+int endpointmux_eventfd(void) { errno = ENOSYS; return -1; }
+#endif

@@ -11,8 +11,8 @@ extension FileDescriptorSuites {
         func servesFramesProbesAndControlFromATask() async throws {
             try await expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
-                defer { close(server); close(client) }
-                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                defer { close(client) }
+                let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
                 let probe = try ProbeRequest(nonce: Array(0..<32))
                 try writeAll(client, try Frame(payloadProtocol: 0x7A63, payload: Array("ping".utf8), requestID: 5).encoded()
                              + probe.frame.encoded())
@@ -66,8 +66,8 @@ extension FileDescriptorSuites {
         func aSlowConsumerStopsTheReading() async throws {
             try await expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
-                defer { close(server); close(client) }
-                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                defer { close(client) }
+                let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
                 let count = 200_000
                 var all: [UInt8] = []
                 for i in 0..<count { all += try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: UInt64(i)).encoded() }
@@ -100,8 +100,8 @@ extension FileDescriptorSuites {
         func closeFromATaskSendsTheEpitaph() async throws {
             try await expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
-                defer { close(server); close(client) }
-                let connection = try AsyncConnection(borrowing: server, mux: mux)
+                defer { close(client) }
+                let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
                 connection.close(epitaph: Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance"))
                 var ended: ConnectionEnd?
                 for await event in connection.events { if case let .closed(end) = event { ended = end } }

@@ -25,4 +25,13 @@ int endpointmux_peer_pid(int fd, pid_t *pid);
 
 /// memfd_create(name, MFD_CLOEXEC) where available, else -1 with errno ENOSYS.
 int endpointmux_memfd_create(const char *name);
+#include <stdint.h>
+/// epoll_create1(EPOLL_CLOEXEC) (Linux; elsewhere -1, ENOSYS).
+int endpointmux_epoll_create(void);
+/// epoll_ctl with `fd` as the event's data. `op`: 1 add, 2 delete, 3 modify.
+int endpointmux_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+/// epoll_wait into parallel arrays of fds and event masks (at most 256).
+int endpointmux_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout);
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
+int endpointmux_eventfd(void);
 #endif

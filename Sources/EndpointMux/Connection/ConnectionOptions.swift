@@ -62,6 +62,10 @@ public struct ConnectionOptions: Sendable {
     /// but does not read), the engine stops *deciding* input as well as reading it, so
     /// memory stays bounded by the caps whatever the peer sends.
     public var maxQueuedOutputByteCount: Int
+    /// Events a daemon may be working on at once, per connection, when it handles them
+    /// off the connection's loop (async handlers, a worker pool); past it the engine stops
+    /// deciding input until work finishes. 256 by default.
+    public var maxOutstandingWork: Int
 
     /// Creates options; see each property for its default.
     public init(
@@ -73,7 +77,8 @@ public struct ConnectionOptions: Sendable {
         drainTimeout: Duration = .milliseconds(200),
         maxLegacyMessageByteCount: Int = 16 * 1024 * 1024,
         receiveChunkByteCount: Int = 16 * 1024,
-        maxQueuedOutputByteCount: Int = 1024 * 1024
+        maxQueuedOutputByteCount: Int = 1024 * 1024,
+        maxOutstandingWork: Int = 256
     ) {
         self.legacyMode = legacyMode
         self.idleTimeout = idleTimeout
@@ -84,5 +89,6 @@ public struct ConnectionOptions: Sendable {
         self.maxLegacyMessageByteCount = maxLegacyMessageByteCount
         self.receiveChunkByteCount = max(4096, receiveChunkByteCount)
         self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
+        self.maxOutstandingWork = max(1, maxOutstandingWork)
     }
 }

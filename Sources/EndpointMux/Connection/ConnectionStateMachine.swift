@@ -125,6 +125,9 @@ package struct ConnectionStateMachine: Sendable {
     private var deliveredSinceInput = false
     /// The instant of the current turn.
     private var turn: ContinuousClock.Instant
+    /// Events the daemon is still working on (answers may follow): a deferred end waits
+    /// for them, and past ``ConnectionOptions/maxOutstandingWork`` nothing more is decided.
+    private(set) package var outstandingWork = 0
 
     /// A machine for a new connection at `now`.
     package init(mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(), now: ContinuousClock.Instant) {
@@ -165,7 +168,9 @@ package struct ConnectionStateMachine: Sendable {
     /// Bytes of receive storage held.
     package var receiveStorageByteCount: Int { input.capacity }
 
-    private var outputIsBackedUp: Bool { unwrittenByteCount > options.maxQueuedOutputByteCount }
+    private var outputIsBackedUp: Bool {
+        unwrittenByteCount > options.maxQueuedOutputByteCount || outstandingWork >= options.maxOutstandingWork
+    }
 
     private var wantsToRead: Bool {
         switch state {
@@ -188,7 +193,7 @@ package struct ConnectionStateMachine: Sendable {
                 earliest(lastActivity + limit)
             }
             return deadline
-        case let .ending(_, since): return since
+        case let .ending(_, since): return outstandingWork > 0 ? nil : since
         case let .draining(_, deadline): return deadline
         case .closing, .legacyTakenOver, .closed: return nil
         }
@@ -245,7 +250,7 @@ package struct ConnectionStateMachine: Sendable {
         let wasBackedUp = outputIsBackedUp
         unwrittenByteCount = max(0, remaining)
         beginInput(now: now)
-        if wasBackedUp, !outputIsBackedUp, case .active = state, !input.isEmpty {
+        if wasBackedUp, !outputIsBackedUp, case .active = state, !input.isEmpty || endOfInput {
             decide(now: now)
         }
         advanceClose(now: now)
@@ -359,8 +364,28 @@ package struct ConnectionStateMachine: Sendable {
             turn = now
             deliveredSinceInput = false
         }
-        if case let .ending(ending, since) = state, now > since {
+        if case let .ending(ending, since) = state, now > since, outstandingWork == 0 {
             carryOut(ending, now: now)
+        }
+    }
+
+    /// The daemon started work on a delivered event off the adapter's turn (a handler on
+    /// another thread or task): ends wait until ``workFinished(now:)``, so its answer goes
+    /// before any epitaph.
+    package mutating func workStarted() {
+        outstandingWork += 1
+    }
+
+    /// The daemon finished work started with ``workStarted()`` (its answer, if any, was
+    /// sent first). Carries out an end that waited for it; resumes deciding input.
+    package mutating func workFinished(now: ContinuousClock.Instant) {
+        outstandingWork = max(0, outstandingWork - 1)
+        let wasThrottled = outstandingWork + 1 >= options.maxOutstandingWork
+        beginInput(now: now)
+        if outstandingWork == 0, case let .ending(ending, _) = state {
+            carryOut(ending, now: now)
+        } else if wasThrottled, case .active = state, !input.isEmpty || endOfInput {
+            decide(now: now)
         }
     }
 
@@ -382,10 +407,9 @@ package struct ConnectionStateMachine: Sendable {
             endOfInput = true
             switch state {
             case .active:
+                // Decides what is left and ends at the end of the stream, unless answers
+                // back up first (then resuming does both).
                 decide(now: now)
-                if case .active = state {
-                    end(.inputEnded(.peerClosed), now: now)
-                }
             case let .draining(end, _):
                 finish(end)
             default:

@@ -126,6 +126,17 @@ public final class ConnectionDriver {
         flush(now: now)
     }
 
+    // MARK: - Work off the loop (adapters in this module)
+
+    /// The daemon took an event to work on elsewhere: ends wait for ``workFinished(now:)``.
+    func workStarted() { machine.workStarted() }
+
+    /// Work started with ``workStarted()`` is done (its answer was sent first).
+    func workFinished(now: ContinuousClock.Instant) {
+        machine.workFinished(now: now)
+        execute()
+    }
+
     // MARK: - Compatibility for the loops of tests
 
     /// ``handle(revents:now:)`` after a readable wake-up.

@@ -8,18 +8,27 @@ import Darwin
 #endif
 
 /// A ready-made service on a Unix socket it owns: binds like running-process's
-/// ServiceServer, publishes the identity file, and serves every connection through a
-/// ``ConnectionDriver`` on one event-loop thread of its own (`poll(2)`, no busy-waiting).
+/// ServiceServer, publishes the identity file, and serves every connection with the
+/// connection engine on the shared epoll event loops (one per core; no thread or pipe per
+/// connection, no busy-waiting).
+///
+/// Request handlers run on the connection's loop and must be quick (an echo, a table
+/// lookup). Control handlers may block (they read and write the fds they are passed): they
+/// run on a small pool of worker threads of the server's own, one message at a time per
+/// connection, so a handler stuck on a pipe never stalls probes, frames or other
+/// connections. Accept backs off for 100 ms when the process is out of fds (`EMFILE`,
+/// `ENFILE`) instead of spinning, and resumes by itself.
 ///
 /// Daemons that already own their sockets and loop use ``ConnectionDriver`` directly;
 /// this type is the whole service for tools like `muxctl serve`.
 public final class ServiceServer: Sendable {
-    /// Answers one REQUEST frame on a served lane; `nil` sends no reply. Runs on the
-    /// event-loop thread, so it should be quick.
+    /// Answers one REQUEST frame on a served lane; `nil` sends no reply. Runs on an event
+    /// loop: it must not block.
     public typealias RequestHandler = @Sendable (Frame) -> [UInt8]?
     /// Answers one JSON-FD control message; the result (if any) is sent back on the same
     /// connection with its fds. Fds of the received message that the handler does not
-    /// take are closed after it returns. Runs on the event-loop thread.
+    /// take are closed after it returns. Runs on the server's worker threads, one message
+    /// at a time per connection, so it may block on the fds it was passed.
     public typealias ControlHandler = @Sendable (ReceivedControlMessage, ConnectionContext) -> OutgoingControlMessage?
 
     /// The socket path served.
@@ -29,14 +38,11 @@ public final class ServiceServer: Sendable {
     /// The mux (and the identity it proves).
     public let mux: EndpointMux
 
-    private let wakeWriter: Int32
-    private let wakeReader: Int32
-    private let thread: OwnedThread
-    private let stopped = NSLockLike()
-    nonisolated(unsafe) private var isStopped = false
+    private let state: ServiceState
 
     /// Binds `socketPath`, establishes this process's identity for `namespaceID`, writes
     /// `identityPath` (if any) atomically, and starts serving.
+    /// - Parameter workerThreads: threads for control handlers (at least 1).
     /// - Throws: ``ServiceError`` (e.g. ``ServiceError/alreadyRunning(name:path:)``).
     public init(
         name: String,
@@ -45,9 +51,13 @@ public final class ServiceServer: Sendable {
         servedProtocols: [PayloadProtocol],
         limits: MuxLimits = MuxLimits(),
         options: ConnectionOptions = ConnectionOptions(),
+        workerThreads: Int = 2,
         controlHandler: ControlHandler? = nil,
         handler: @escaping RequestHandler
     ) throws(ServiceError) {
+        guard let group = MuxEventLoopGroup.shared else {
+            throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
+        }
         let listener = try UnixSocket.bindListener(path: socketPath, serviceName: name)
         _ = fcntl(listener.rawValue, F_SETFL, fcntl(listener.rawValue, F_GETFL) | O_NONBLOCK)
         let identity: DaemonIdentity
@@ -58,49 +68,31 @@ public final class ServiceServer: Sendable {
             unlink(socketPath)
             throw .identity(error)
         }
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else {
+        let pool: WorkerPool?
+        do {
+            pool = controlHandler == nil ? nil : try WorkerPool(threadCount: workerThreads)
+        } catch {
             if let identityPath { IdentityFile.remove(at: identityPath) }
             unlink(socketPath)
-            throw .system(operation: "pipe", path: "", errno: errno)
+            throw .system(operation: "pthread_create", path: "", errno: EAGAIN)
         }
-        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let mux = EndpointMux(identity: identity, servedProtocols: servedProtocols, limits: limits,
                               acceptsControlMessages: controlHandler != nil)
         self.socketPath = socketPath
         self.identityPath = identityPath
         self.mux = mux
-        self.wakeWriter = pipeFDs[1]
-        self.wakeReader = pipeFDs[0]
-        let loop = ServiceEventLoop(listener: listener.release(), wakeReader: pipeFDs[0], mux: mux,
-                                    options: options, handler: handler, controlHandler: controlHandler)
-        do {
-            self.thread = try OwnedThread { loop.run() }
-        } catch {
-            loop.closeAll()
-            close(pipeFDs[0])
-            close(pipeFDs[1])
-            if let identityPath { IdentityFile.remove(at: identityPath) }
-            unlink(socketPath)
-            throw .system(operation: "pthread_create", path: "", errno: EAGAIN)
-        }
+        self.state = ServiceState(group: group, mux: mux, options: options, pool: pool, handler: handler,
+                                  controlHandler: controlHandler)
+        state.start(listener: listener.release())
     }
 
-    /// Stops serving: connected peers get an ``EpitaphStatus/unavailable`` epitaph, then
-    /// the identity file and the socket are removed (in that order, as the reference).
-    /// Idempotent; returns when the event loop has ended.
-    public func stop() {
-        let first = stopped.withLock { () -> Bool in
-            defer { isStopped = true }
-            return !isStopped
-        }
-        guard first else { thread.join(); return }
-        var byte: UInt8 = 1
-        _ = write(wakeWriter, &byte, 1)
-        thread.join()
-        // Both ends stay open until the loop is gone, so this write can never SIGPIPE.
-        close(wakeWriter)
-        close(wakeReader)
+    /// Stops serving: no more connections are accepted, connected peers get an
+    /// ``EpitaphStatus/unavailable`` epitaph and are drained (within `drainTimeout`),
+    /// then the identity file and the socket are removed (in that order, as the
+    /// reference). Idempotent; returns when every connection is closed.
+    public func stop(drainTimeout: Duration = .seconds(1)) {
+        guard state.beginStop() else { return }
+        state.closeEverything(drainTimeout: drainTimeout)
         if let identityPath { IdentityFile.remove(at: identityPath) }
         unlink(socketPath)
     }
@@ -108,109 +100,233 @@ public final class ServiceServer: Sendable {
     deinit { stop() }
 }
 
-/// The state only the event-loop thread touches.
-private final class ServiceEventLoop: @unchecked Sendable {
-    let listener: Int32
-    let wakeReader: Int32
+/// What the loops share about one server; loop-thread state lives in its sources.
+private final class ServiceState: @unchecked Sendable {
+    let group: MuxEventLoopGroup
     let mux: EndpointMux
     let options: ConnectionOptions
+    let pool: WorkerPool?
     let handler: ServiceServer.RequestHandler
     let controlHandler: ServiceServer.ControlHandler?
-    var connections: [Int32: ConnectionDriver] = [:]
-    var contexts: [Int32: ConnectionContext] = [:]
+    private let lock = NSLockLike()
+    private var stopped = false
+    private var listener: ServiceListener?
+    private var connections: [ObjectIdentifier: LoopConnection] = [:]
+    private let allClosed = DispatchSemaphoreLike()
 
-    init(listener: Int32, wakeReader: Int32, mux: EndpointMux, options: ConnectionOptions,
+    init(group: MuxEventLoopGroup, mux: EndpointMux, options: ConnectionOptions, pool: WorkerPool?,
          handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?) {
-        self.listener = listener
-        self.wakeReader = wakeReader
+        self.group = group
         self.mux = mux
         self.options = options
+        self.pool = pool
         self.handler = handler
         self.controlHandler = controlHandler
     }
 
-    func run() {
-        while true {
-            var pollFDs = [pollfd(fd: wakeReader, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
-            var order: [Int32] = []
-            var deadline: ContinuousClock.Instant?
-            for (fd, driver) in connections {
-                var events: Int16 = 0
-                if driver.wantsReadable { events |= Int16(POLLIN) }
-                if driver.wantsWritable { events |= Int16(POLLOUT) }
-                pollFDs.append(pollfd(fd: fd, events: events, revents: 0))
-                order.append(fd)
-                if let next = driver.nextDeadline { deadline = min(deadline ?? next, next) }
-            }
-            var timeout: Int32 = -1
-            if let deadline {
-                let remaining = ContinuousClock.now.duration(to: deadline)
-                let milliseconds = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
-                timeout = Int32(clamping: max(0, milliseconds + 1))
-            }
-            let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
-            if ready < 0 && errno != EINTR { break }
-            if pollFDs[0].revents != 0 { break }
-            if pollFDs[1].revents & Int16(POLLIN) != 0 { acceptAll() }
-            let now = ContinuousClock.now
-            for (index, fd) in order.enumerated() {
-                guard let driver = connections[fd] else { continue }
-                let revents = pollFDs[index + 2].revents
-                var events: [ConnectionEvent] = []
-                if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { events += driver.readable(now: now) }
-                if revents & Int16(POLLOUT) != 0 { events += driver.writable(now: now) }
-                if let next = driver.nextDeadline, next <= now { events += driver.tick(now: now) }
-                handle(events, driver: driver)
-            }
-        }
-        shutdownAll()
+    func start(listener fd: Int32) {
+        let loop = group.next()
+        let listener = ServiceListener(fileDescriptor: fd) { [self] accepted in adopt(accepted) }
+        listener.loop = loop
+        lock.withLock { self.listener = listener }
+        loop.execute { loop.register(listener) }
     }
 
-    private func acceptAll() {
-        while true {
-            let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { return }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            connections[fd] = ConnectionDriver(borrowing: fd, mux: mux, options: options)
-            contexts[fd] = ConnectionContext()
+    func beginStop() -> Bool {
+        lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
         }
     }
 
-    private func handle(_ events: [ConnectionEvent], driver: ConnectionDriver) {
+    /// Takes an accepted fd: serves it on the next loop.
+    private func adopt(_ fd: Int32) {
+        let loop = group.next()
+        loop.execute { [self] in
+            let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options) { [self] connection, events in
+                handle(events, on: connection)
+            }
+            let refused = lock.withLock { () -> Bool in
+                if stopped { return true }
+                connections[ObjectIdentifier(connection)] = connection
+                return false
+            }
+            loop.register(connection)
+            if refused {
+                connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
+            }
+        }
+    }
+
+    /// Per-connection state for control work (loop thread only).
+    private final class ControlWork: @unchecked Sendable {
+        var queue: [ReceivedControlMessage] = []
+        var busy = false
+        let context = ConnectionContext()
+    }
+    private var controlWork: [ObjectIdentifier: ControlWork] = [:]  // loop threads; guarded by lock
+
+    private func handle(_ events: [ConnectionEvent], on connection: LoopConnection) {
         for event in events {
             switch event {
             case let .payload(frame):
                 // The reference serves REQUESTs and ignores other kinds on the lane.
                 guard frame.kind == .request, let reply = handler(frame) else { continue }
                 // A reply over the cap is dropped (the connection stays usable), as the reference does.
-                try? driver.send(frame.response(payload: reply))
+                try? connection.driver.send(frame.response(payload: reply))
             case let .control(received):
-                guard let controlHandler, let context = contexts[driver.fileDescriptor] else { continue }
-                if let reply = controlHandler(received, context) {
-                    driver.send(reply.message, fileDescriptors: reply.takeFileDescriptors())
+                guard controlHandler != nil else { continue }
+                connection.driver.workStarted()
+                let work = lock.withLock { () -> ControlWork in
+                    let key = ObjectIdentifier(connection)
+                    if let work = controlWork[key] { return work }
+                    let work = ControlWork()
+                    controlWork[key] = work
+                    return work
                 }
+                work.queue.append(received)
+                startControlWork(work, on: connection)
             case .legacyTakeover, .legacyMessage:
                 continue  // not produced in the service's .reject legacy mode
             case .closed:
-                connections[driver.fileDescriptor] = nil
-                contexts[driver.fileDescriptor] = nil
-                close(driver.fileDescriptor)
+                let key = ObjectIdentifier(connection)
+                let last = lock.withLock { () -> Bool in
+                    connections[key] = nil
+                    controlWork[key] = nil
+                    return stopped && connections.isEmpty
+                }
+                if last { allClosed.signal() }
             }
         }
     }
 
-    private func shutdownAll() {
-        for (fd, driver) in connections {
-            driver.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down"))
-            close(fd)
+    /// Runs the next queued control message on the pool (one at a time per connection).
+    private func startControlWork(_ work: ControlWork, on connection: LoopConnection) {
+        guard !work.busy, !work.queue.isEmpty, let pool, let controlHandler else { return }
+        work.busy = true
+        let received = work.queue.removeFirst()
+        pool.submit { [self] in
+            let reply = controlHandler(received, work.context)
+            connection.withDriver { [self] driver in
+                if let reply { driver.send(reply) }
+                driver.workFinished(now: .now)
+                work.busy = false
+                startControlWork(work, on: connection)
+            }
         }
-        connections = [:]
-        closeAll()
     }
 
-    func closeAll() {
-        close(listener)
+    func closeEverything(drainTimeout: Duration) {
+        let (listener, open) = lock.withLock { (self.listener, Array(connections.values)) }
+        if let listener, let loop = listener.loop {
+            loop.execute {
+                listener.finish()
+                loop.update(listener)
+            }
+        }
+        for connection in open {
+            connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
+        }
+        if !open.isEmpty {
+            _ = allClosed.wait(timeout: drainTimeout + .milliseconds(500))
+        }
+        pool?.stop()
+    }
+}
+
+/// A listening socket on a loop: accepts while readable; out of fds, it pauses for
+/// ``backoff`` (off the epoll set, a deadline to resume) instead of spinning.
+final class ServiceListener: LoopSource, @unchecked Sendable {
+    static let backoff: Duration = .milliseconds(100)
+    let fileDescriptor: Int32
+    var loop: MuxEventLoop?
+    private let onAccept: (Int32) -> Void
+    private var pausedUntil: ContinuousClock.Instant?
+    private(set) var isFinished = false
+
+    init(fileDescriptor: Int32, onAccept: @escaping (Int32) -> Void) {
+        self.fileDescriptor = fileDescriptor
+        self.onAccept = onAccept
+    }
+
+    var loopEvents: UInt32 { isFinished || pausedUntil != nil ? 0 : 1 }
+    var loopDeadline: ContinuousClock.Instant? { isFinished ? nil : pausedUntil }
+
+    func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop) {
+        if let pausedUntil {
+            guard now >= pausedUntil else { return }
+            self.pausedUntil = nil
+        }
+        for _ in 0..<256 {
+            let fd = accept(fileDescriptor, nil, nil)
+            if fd >= 0 {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                onAccept(fd)
+                continue
+            }
+            switch errno {
+            case EINTR, ECONNABORTED, EPROTO: continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                pausedUntil = now + Self.backoff
+                return
+            default:
+                return  // EAGAIN: nothing more now
+            }
+        }
+    }
+
+    func finish() { isFinished = true }
+
+    func release() { _ = close(fileDescriptor) }
+}
+
+/// A counting semaphore with a timeout (pthread condition variable).
+final class DispatchSemaphoreLike: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var count = 0
+
+    init() {
+        mutex.initialize(to: pthread_mutex_t())
+        condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    func signal() {
+        pthread_mutex_lock(mutex)
+        count += 1
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Waits for a signal; false when `timeout` passed first.
+    func wait(timeout: Duration) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let (seconds, attoseconds) = timeout.components
+        var deadline = timespec(tv_sec: now.tv_sec + Int(seconds), tv_nsec: now.tv_nsec + Int(attoseconds / 1_000_000_000))
+        if deadline.tv_nsec >= 1_000_000_000 {
+            deadline.tv_sec += 1
+            deadline.tv_nsec -= 1_000_000_000
+        }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while count == 0 {
+            if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { return false }
+        }
+        count -= 1
+        return true
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import LegacyAdapters
 
 /// The number of open descriptors in this process, from `/proc/self/fd`.
 ///
@@ -27,6 +28,7 @@ func expectNoFileDescriptorLeaks<R>(
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () throws -> R
 ) rethrows -> R {
+    _ = MuxEventLoopGroup.shared  // the library's loops live as long as the process
     let before = OpenFileDescriptorCount.current()
     let result = try body()
     expectSettled(at: before, sourceLocation: sourceLocation)
@@ -38,6 +40,7 @@ func expectNoFileDescriptorLeaks<R>(
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> R
 ) async rethrows -> R {
+    _ = MuxEventLoopGroup.shared  // the library's loops live as long as the process
     let before = OpenFileDescriptorCount.current()
     let result = try await body()
     expectSettled(at: before, sourceLocation: sourceLocation)
