@@ -70,17 +70,84 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "epitaph \(status) (\(status.rawValue)): \(reason)" }
 
-    /// The `Epitaph` protobuf message (libprotobuf-c).
+    /// The `Epitaph` protobuf message, byte for byte what libprotobuf-c's `pack` writes
+    /// (hand-written wire writer, differential-tested against `pack`).
     public func encodedMessage() -> [UInt8] {
-        var message = Endpointmux__V1__Epitaph()
-        endpointmux__v1__epitaph__init(&message)
-        message.status = status.rawValue
-        return reason.withCString { reasonC in
-            message.reason = UnsafeMutablePointer(mutating: reasonC)
-            let size = endpointmux__v1__epitaph__get_packed_size(&message)
-            return [UInt8](unsafeUninitializedCapacity: size) { out, count in
-                count = out.baseAddress.map { endpointmux__v1__epitaph__pack(&message, $0) } ?? 0
+        ProtobufWireWriter.withCStringBytes(reason) { reasonBytes in
+            let count = ProtobufWireWriter.epitaphByteCount(status: status.rawValue, reason: reasonBytes)
+            return [UInt8](unsafeUninitializedCapacity: count) { out, written in
+                written = out.baseAddress.map {
+                    ProtobufWireWriter.writeEpitaph(status: status.rawValue, reason: reasonBytes, to: $0)
+                } ?? 0
             }
+        }
+    }
+
+    /// The whole v1 epitaph frame (header and body), the bytes of
+    /// `try v1Frame(lane: lane).encoded(maxBodyByteCount:)`, in one exactly-sized allocation.
+    /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
+    public func encodedV1Frame(
+        lane: PayloadProtocol = .defaultEpitaph, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(FramingError) -> [UInt8] {
+        let result = withFrameFields(lane: lane) { fields, reasonBytes in
+            Result { () throws(FramingError) -> [UInt8] in
+                let body = fields.bodyByteCount
+                try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
+                let total = V1Framing.headerByteCount + body
+                return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+                    guard let base = out.baseAddress else { count = 0; return }
+                    ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: base)
+                    var n = V1Framing.headerByteCount
+                    n += fields.writeHead(to: base + n)
+                    n += ProtobufWireWriter.writeEpitaph(status: status.rawValue, reason: reasonBytes, to: base + n)
+                    n += fields.writeTail(to: base + n)
+                    count = n
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Appends the whole v1 epitaph frame to `buffer` (such as a connection's output
+    /// buffer) without allocating when `buffer` has the capacity.
+    /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
+    ///   cap; `buffer` is then unchanged.
+    public func encodeV1Frame(
+        into buffer: inout [UInt8], lane: PayloadProtocol = .defaultEpitaph,
+        maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(FramingError) {
+        let status = status.rawValue
+        let failure: FramingError? = withFrameFields(lane: lane) { fields, reasonBytes in
+            do throws(FramingError) {
+                try fields.appendFrame(to: &buffer, maxBodyByteCount: maxBodyByteCount) { buffer in
+                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { scratch in
+                        guard let s = scratch.baseAddress else { return }
+                        // Field 1 and field 2's tag and length (at most 6 + 6 bytes).
+                        var n = ProtobufWireWriter.writeVarintField(0x08, ProtobufWireWriter.zigzag(status), to: s)
+                        n += ProtobufWireWriter.writeLengthPrefix(0x12, reasonBytes.count, to: s + n)
+                        ProtobufWireWriter.append(&buffer, s, count: n)
+                    }
+                    if let base = reasonBytes.baseAddress { ProtobufWireWriter.append(&buffer, base, count: reasonBytes.count) }
+                }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Calls `body` with the epitaph frame's fields (the payload being this message) and
+    /// the reason's bytes as libprotobuf-c packs them.
+    private func withFrameFields<R>(lane: PayloadProtocol, _ body: (FrameFields, UnsafeRawBufferPointer) -> R) -> R {
+        ProtobufWireWriter.withCStringBytes(reason) { reasonBytes in
+            let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+            let fields = FrameFields(
+                envelopeVersion: V1Framing.envelopeVersion, kind: FrameKind.event.rawValue, payloadProtocol: lane.rawValue,
+                requestID: 0, payloadEncoding: PayloadEncoding.none.rawValue, deadlineUnixMilliseconds: 0,
+                payloadByteCount: ProtobufWireWriter.epitaphByteCount(status: status.rawValue, reason: reasonBytes),
+                traceparent: empty, tracestate: empty)
+            return body(fields, reasonBytes)
         }
     }
 

@@ -2,9 +2,11 @@ import CProtobuf
 
 /// One v1 `Frame`, owned: the envelope fields and a copy of the payload.
 ///
-/// Encoding and decoding go through libprotobuf-c, so the bytes are those running-process
-/// writes: fields in ascending number, proto3 defaults omitted. For the per-message hot
-/// path, ``FrameView`` reads the same fields without copying.
+/// Decoding goes through libprotobuf-c; encoding through a hand-written wire writer that
+/// produces libprotobuf-c's bytes exactly (differential-tested), so the bytes are those
+/// running-process writes: fields in ascending number, proto3 defaults omitted. For the
+/// per-message hot path, ``FrameView`` reads the same fields without copying, and
+/// ``encode(into:maxBodyByteCount:)`` appends to an output buffer without allocating.
 public struct Frame: Hashable, Sendable {
     /// Envelope version; ``V1Framing/envelopeVersion`` in every frame EndpointMux writes.
     public var envelopeVersion: UInt32
@@ -106,39 +108,64 @@ public struct Frame: Hashable, Sendable {
         self = try result.get()
     }
 
-    /// The protobuf body (no header), packed by libprotobuf-c.
+    /// The protobuf body (no header), byte for byte what libprotobuf-c's `pack` writes
+    /// (written by ``ProtobufWireWriter``; differential-tested against `pack`).
     public func encodedBody() -> [UInt8] {
-        var message = Endpointmux__V1__Frame()
-        endpointmux__v1__frame__init(&message)
-        message.envelope_version = envelopeVersion
-        message.kind = Endpointmux__V1__FrameKind(rawValue: .init(truncatingIfNeeded: kind.rawValue))
-        message.payload_protocol = payloadProtocol.rawValue
-        message.request_id = requestID
-        message.payload_encoding = Endpointmux__V1__PayloadEncoding(rawValue: .init(truncatingIfNeeded: payloadEncoding.rawValue))
-        message.deadline_unix_ms = deadlineUnixMilliseconds
-        return payload.withUnsafeBufferPointer { payloadBuffer in
-            traceparent.withCString { traceparentC in
-                tracestate.withCString { tracestateC in
-                    message.payload = ProtobufCBinaryData(
-                        len: payloadBuffer.count, data: UnsafeMutablePointer(mutating: payloadBuffer.baseAddress))
-                    message.traceparent = UnsafeMutablePointer(mutating: traceparentC)
-                    message.tracestate = UnsafeMutablePointer(mutating: tracestateC)
-                    let size = endpointmux__v1__frame__get_packed_size(&message)
-                    return [UInt8](unsafeUninitializedCapacity: size) { out, count in
-                        count = out.baseAddress.map { endpointmux__v1__frame__pack(&message, $0) } ?? 0
-                    }
-                }
+        withFields { fields, payload in
+            let count = fields.bodyByteCount
+            return [UInt8](unsafeUninitializedCapacity: count) { out, written in
+                written = out.baseAddress.map { fields.writeBody(payload: payload, to: $0) } ?? 0
             }
         }
     }
 
-    /// Header and body, ready to write.
+    /// Header and body, ready to write, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
     public func encoded(maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) -> [UInt8] {
-        let body = encodedBody()
-        var bytes = try V1Framing.header(bodyByteCount: body.count, maxBodyByteCount: maxBodyByteCount)
-        bytes.append(contentsOf: body)
-        return bytes
+        let result = withFields { fields, payload in
+            Result { () throws(FramingError) in try fields.encodedFrame(payload: payload, maxBodyByteCount: maxBodyByteCount) }
+        }
+        return try result.get()
+    }
+
+    /// Appends the whole frame (header and body) to `buffer`, such as a connection's
+    /// output buffer: no allocation when `buffer` has the capacity, otherwise one
+    /// (geometric) growth of `buffer`.
+    /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
+    ///   cap; `buffer` is then unchanged.
+    public func encode(
+        into buffer: inout [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(FramingError) {
+        let failure: FramingError? = withFields { fields, payload in
+            do throws(FramingError) {
+                try fields.appendFrame(payload: payload, to: &buffer, maxBodyByteCount: maxBodyByteCount)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// The number of bytes ``encoded(maxBodyByteCount:)`` returns: header plus body.
+    public var encodedByteCount: Int {
+        withFields { fields, _ in V1Framing.headerByteCount + fields.bodyByteCount }
+    }
+
+    /// Calls `body` with the frame's fields and its payload bytes borrowed in place.
+    @inline(__always)
+    func withFields<R>(_ body: (FrameFields, UnsafeRawBufferPointer) -> R) -> R {
+        payload.withUnsafeBytes { payloadBytes in
+            ProtobufWireWriter.withCStringBytes(traceparent) { traceparentBytes in
+                ProtobufWireWriter.withCStringBytes(tracestate) { tracestateBytes in
+                    body(FrameFields(
+                        envelopeVersion: envelopeVersion, kind: kind.rawValue, payloadProtocol: payloadProtocol.rawValue,
+                        requestID: requestID, payloadEncoding: payloadEncoding.rawValue,
+                        deadlineUnixMilliseconds: deadlineUnixMilliseconds, payloadByteCount: payloadBytes.count,
+                        traceparent: traceparentBytes, tracestate: tracestateBytes), payloadBytes)
+                }
+            }
+        }
     }
 }
 

@@ -89,11 +89,21 @@ public enum ProbeError: Error, Hashable, Sendable, CustomStringConvertible {
 /// The `DaemonProcess` bytes are encoded once; each answer is a RESPONSE on `0xB232`
 /// echoing the request id and trace fields, whose payload is
 /// `nonce ‖ DaemonProcess ‖ legacy tail` — byte for byte what running-process writes.
+///
+/// Everything in an answer but the nonce, the request id and the trace fields is fixed
+/// while the process lives, so the responder keeps the encoded answer as a template
+/// (header, envelope fields, payload prefix and identity) and each answer copies it into
+/// one exactly-sized allocation (or a caller's buffer) and splices in only those fields.
 public struct ProbeResponder: Hashable, Sendable {
     /// The identity proved in every answer.
     public let identity: DaemonIdentity
     /// `DaemonProcess` followed by the legacy tail (`1a 20` + 32 bytes), or without the tail.
     public let identityPayload: [UInt8]
+    /// The answer up to its tail fields: v1 header (length to patch), fields 1–3, field 4's
+    /// tag and length, 32 nonce bytes (to overwrite) and ``identityPayload``.
+    private let template: [UInt8]
+    /// Where the nonce goes in ``template``.
+    private let nonceOffset: Int
 
     /// Prepares answers for `identity`.
     /// - Parameter includeLegacyTail: append the reserved tag-3 SHA-256 slot (the
@@ -107,6 +117,22 @@ public struct ProbeResponder: Hashable, Sendable {
             payload += [0x1A, 0x20] + tail
         }
         self.identityPayload = payload
+        let fields = Self.fields(payloadByteCount: ProbeRequest.nonceByteCount + payload.count,
+                                 requestID: 0, traceparent: UnsafeRawBufferPointer(start: nil, count: 0),
+                                 tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
+        let headCount = V1Framing.headerByteCount + fields.headFieldsByteCount
+        self.nonceOffset = headCount
+        self.template = [UInt8](unsafeUninitializedCapacity: headCount + fields.payloadByteCount) { out, count in
+            guard let base = out.baseAddress else { count = 0; return }
+            ProtobufWireWriter.writeV1Header(bodyByteCount: 0, to: base)
+            var n = V1Framing.headerByteCount + fields.writeHead(to: base + V1Framing.headerByteCount)
+            (base + n).initialize(repeating: 0, count: ProbeRequest.nonceByteCount)
+            n += ProbeRequest.nonceByteCount
+            payload.withUnsafeBufferPointer { identityBytes in
+                if let source = identityBytes.baseAddress { (base + n).initialize(from: source, count: identityBytes.count) }
+            }
+            count = n + payload.count
+        }
     }
 
     /// The framed answer to `request`.
@@ -114,10 +140,112 @@ public struct ProbeResponder: Hashable, Sendable {
     public func answer(
         _ request: ProbeRequest, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) -> [UInt8] {
-        let response = Frame(kind: .response, payloadProtocol: .identityProbe,
-                             payload: request.nonce + identityPayload, requestID: request.requestID,
-                             traceparent: request.traceparent, tracestate: request.tracestate)
-        return try response.encoded(maxBodyByteCount: maxBodyByteCount)
+        guard request.nonce.count == ProbeRequest.nonceByteCount else {
+            // Only reachable by editing `nonce` after validation: the general encoder.
+            let response = Frame(kind: .response, payloadProtocol: .identityProbe,
+                                 payload: request.nonce + identityPayload, requestID: request.requestID,
+                                 traceparent: request.traceparent, tracestate: request.tracestate)
+            return try response.encoded(maxBodyByteCount: maxBodyByteCount)
+        }
+        let result = request.nonce.withUnsafeBytes { nonce in
+            ProtobufWireWriter.withCStringBytes(request.traceparent) { traceparent in
+                ProtobufWireWriter.withCStringBytes(request.tracestate) { tracestate in
+                    Result { () throws(FramingError) in
+                        try answer(nonce: nonce, requestID: request.requestID, traceparent: traceparent,
+                                   tracestate: tracestate, maxBodyByteCount: maxBodyByteCount)
+                    }
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Validates `view` as an identity probe (the rules of
+    /// ``ProbeRequest/init(validating:in:)``) and returns the framed answer, reading the
+    /// nonce and trace fields straight from `buffer`: one allocation, the answer itself.
+    /// - Throws: ``MuxError/malformedProbe(_:)`` for an invalid probe,
+    ///   ``MuxError/framing(_:)`` if the answer would exceed the cap.
+    public func answer(
+        probe view: FrameView, in buffer: UnsafeRawBufferPointer,
+        maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(MuxError) -> [UInt8] {
+        do { try ProbeRequest.validate(view) } catch { throw .malformedProbe(error) }
+        do {
+            return try answer(
+                nonce: UnsafeRawBufferPointer(rebasing: buffer[view.payloadRange]), requestID: view.requestID,
+                traceparent: UnsafeRawBufferPointer(rebasing: buffer[view.traceparentRange]),
+                tracestate: UnsafeRawBufferPointer(rebasing: buffer[view.tracestateRange]),
+                maxBodyByteCount: maxBodyByteCount)
+        } catch {
+            throw .framing(error)
+        }
+    }
+
+    /// Validates `view` as an identity probe and appends the framed answer to `output`
+    /// (such as a connection's output buffer): no allocation when `output` has the capacity.
+    /// - Throws: ``MuxError/malformedProbe(_:)`` for an invalid probe,
+    ///   ``MuxError/framing(_:)`` if the answer would exceed the cap; `output` is then unchanged.
+    public func answer(
+        probe view: FrameView, in buffer: UnsafeRawBufferPointer, into output: inout [UInt8],
+        maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(MuxError) {
+        do { try ProbeRequest.validate(view) } catch { throw .malformedProbe(error) }
+        let nonce = UnsafeRawBufferPointer(rebasing: buffer[view.payloadRange])
+        let fields = Self.fields(
+            payloadByteCount: ProbeRequest.nonceByteCount + identityPayload.count, requestID: view.requestID,
+            traceparent: UnsafeRawBufferPointer(rebasing: buffer[view.traceparentRange]),
+            tracestate: UnsafeRawBufferPointer(rebasing: buffer[view.tracestateRange]))
+        do {
+            try fields.appendFrame(to: &output, maxBodyByteCount: maxBodyByteCount) { output in
+                if let base = nonce.baseAddress { ProtobufWireWriter.append(&output, base, count: nonce.count) }
+                identityPayload.withUnsafeBytes { identityBytes in
+                    if let base = identityBytes.baseAddress { ProtobufWireWriter.append(&output, base, count: identityBytes.count) }
+                }
+            }
+        } catch {
+            throw .framing(error)
+        }
+    }
+
+    /// The answer's frame fields.
+    @inline(__always)
+    private static func fields(
+        payloadByteCount: Int, requestID: UInt64, traceparent: UnsafeRawBufferPointer, tracestate: UnsafeRawBufferPointer
+    ) -> FrameFields {
+        FrameFields(
+            envelopeVersion: V1Framing.envelopeVersion, kind: FrameKind.response.rawValue,
+            payloadProtocol: PayloadProtocol.identityProbe.rawValue, requestID: requestID,
+            payloadEncoding: PayloadEncoding.none.rawValue, deadlineUnixMilliseconds: 0,
+            payloadByteCount: payloadByteCount, traceparent: traceparent, tracestate: tracestate)
+    }
+
+    /// The answer from the template: copy it, patch the length, splice in the nonce (32
+    /// bytes), then write the request id and trace fields. Trace bytes are written as
+    /// given up to their first NUL, as libprotobuf-c would.
+    @inline(__always)
+    private func answer(
+        nonce: UnsafeRawBufferPointer, requestID: UInt64, traceparent: UnsafeRawBufferPointer,
+        tracestate: UnsafeRawBufferPointer, maxBodyByteCount: Int
+    ) throws(FramingError) -> [UInt8] {
+        let fields = Self.fields(
+            payloadByteCount: ProbeRequest.nonceByteCount + identityPayload.count, requestID: requestID,
+            traceparent: ProtobufWireWriter.cStringPrefix(traceparent), tracestate: ProtobufWireWriter.cStringPrefix(tracestate))
+        let tailCount = fields.tailFieldsByteCount + fields.traceparent.count + fields.tracestate.count
+        let total = template.count + tailCount
+        let body = total - V1Framing.headerByteCount
+        try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
+        let nonceOffset = nonceOffset
+        return template.withUnsafeBufferPointer { template in
+            [UInt8](unsafeUninitializedCapacity: total) { out, count in
+                guard let base = out.baseAddress, let templateBase = template.baseAddress,
+                      let nonceBase = nonce.baseAddress, nonce.count == ProbeRequest.nonceByteCount
+                else { count = 0; return }
+                UnsafeMutableRawPointer(base).copyMemory(from: templateBase, byteCount: template.count)
+                ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: base)
+                UnsafeMutableRawPointer(base + nonceOffset).copyMemory(from: nonceBase, byteCount: ProbeRequest.nonceByteCount)
+                count = template.count + fields.writeTail(to: base + template.count)
+            }
+        }
     }
 }
 
