@@ -5,11 +5,12 @@ public import NIOCore
 /// daemon's own (legacy) protocol, as decided by the mux's ``LegacyDetector`` or by a
 /// first byte other than `0x01`.
 ///
-/// These are the modes of the POSIX `ConnectionDriver` (`LegacyMode` in
-/// `LegacyAdapters`), in NIO terms.
+/// These are the connection engine's ``LegacyMode``s (the POSIX `ConnectionDriver` uses
+/// the same ones), in NIO terms.
 public enum EndpointMuxLegacyMode: Sendable {
-    /// The daemon has no legacy protocol: a legacy verdict ends the connection with a v1
-    /// epitaph (``EpitaphStatus/invalidFrame``).
+    /// The daemon has no legacy protocol: a legacy verdict ends the connection with an
+    /// epitaph (``EpitaphStatus/invalidFrame``; an `rpc.epitaph` when the input looks like
+    /// JSON).
     case reject
     /// The first legacy verdict decides the connection. ``EndpointMuxHandler`` fires
     /// ``EndpointMuxEvent/legacyTakeover``, forwards every buffered byte untouched as a
@@ -23,16 +24,20 @@ public enum EndpointMuxLegacyMode: Sendable {
     case perMessage(EndpointMuxLegacyDecoder)
 }
 
-/// The daemon's legacy message decoder, in the shape of `ByteToMessageDecoder.decode`:
-/// read one message from the front of the buffer and return it, or return `nil` when the
-/// buffer ends inside a message.
+/// The daemon's legacy message decoder: either in the shape of
+/// `ByteToMessageDecoder.decode` (``init(_:)``) or the connection engine's length closure
+/// (``init(length:)``, the same closure as the POSIX adapter's ``LegacyMode/perMessage(_:)``).
 ///
-/// The closure gets a copy of the unconsumed bytes (a `ByteBuffer` is copy-on-write, so
-/// this costs nothing). The mux drops as many bytes as the closure moved the reader index
-/// forward, which must be at least one when it returns a message; whatever it did to the
-/// copy before returning `nil` is forgotten. Throwing, or returning a message without
-/// consuming anything, ends the connection without an epitaph (a legacy peer would not
-/// understand one). While it returns `nil`, at most
+/// **`ByteBuffer` form.** Read one message from the front of the buffer and return it, or
+/// return `nil` when the buffer ends inside a message. The closure gets a copy of (a
+/// prefix of) the unconsumed bytes; the mux drops as many bytes as the closure moved the
+/// reader index forward, which must be at least one when it returns a message; whatever
+/// it did to the copy before returning `nil` is forgotten. Like every NIO decoder it must
+/// give the same messages however the input is split: it may be shown a prefix first
+/// (4 KiB, then twice as much, up to everything buffered), so a long buffer of short
+/// messages costs time linear in each message, not in the buffer. Throwing, or returning
+/// a message without consuming anything, ends the connection without an epitaph (a
+/// legacy peer would not understand one). While it returns `nil`, at most
 /// ``EndpointMuxConfiguration/maxLegacyMessageByteCount`` bytes are buffered.
 ///
 /// For example, a newline-delimited protocol:
@@ -41,27 +46,43 @@ public enum EndpointMuxLegacyMode: Sendable {
 ///     guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
 ///     return buffer.readSlice(length: newline - buffer.readerIndex + 1)
 /// }
+/// // or, without copies, as the POSIX adapter takes it:
+/// let sameLines = EndpointMuxLegacyDecoder(length: { bytes in
+///     bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
+/// })
 /// ```
 public struct EndpointMuxLegacyDecoder: Sendable {
-    let decode: @Sendable (inout ByteBuffer) throws -> ByteBuffer?
+    enum Form: Sendable {
+        case buffer(@Sendable (inout ByteBuffer) throws -> ByteBuffer?)
+        case length(@Sendable (UnsafeRawBufferPointer) -> LegacyMessageLength)
+    }
 
-    /// Wraps a decoding closure; see the type's documentation for the rules.
+    let form: Form
+
+    /// Wraps a `ByteBuffer` decoding closure; see the type's documentation for the rules.
     public init(_ decode: @escaping @Sendable (inout ByteBuffer) throws -> ByteBuffer?) {
-        self.decode = decode
+        self.form = .buffer(decode)
+    }
+
+    /// Wraps the connection engine's length closure (as ``LegacyMode/perMessage(_:)``
+    /// takes it): it reports how long the legacy message at the front of the bytes is.
+    /// Each message is delivered as the exact bytes it covers.
+    public init(length: @escaping @Sendable (UnsafeRawBufferPointer) -> LegacyMessageLength) {
+        self.form = .length(length)
     }
 }
 
 /// Per-connection behaviour of ``EndpointMuxHandler`` and ``EndpointMuxDecoder``; the
-/// frame limits live in the mux (``MuxLimits``).
+/// frame and control limits live in the mux (``MuxLimits``), every other rule in the
+/// connection engine the POSIX adapter also runs.
 public struct EndpointMuxConfiguration: Sendable {
     /// Legacy handling; ``EndpointMuxLegacyMode/reject`` by default.
     public var legacyMode: EndpointMuxLegacyMode
-    /// Whether a message whose first non-whitespace byte is `{` is a JSON-RPC control
-    /// message (jsonrpc-fdpass framing). On by default. The legacy detector still runs
-    /// first and wins; with this off, `{` is an ordinary legacy first byte.
-    public var acceptsControlMessages: Bool
-    /// Limits of the control-message receiver.
-    public var controlLimits: ControlLimits
+    /// Overrides the mux's ``EndpointMux/acceptsControlMessages`` for this connection
+    /// when set; `nil` (the default) keeps the mux's setting. The legacy detector runs
+    /// first and wins either way; with control messages off, `{` is an ordinary legacy
+    /// first byte.
+    public var acceptsControlMessages: Bool?
     /// Lane of v1 epitaph frames (private use; `0xFFFF` by default).
     public var epitaphLane: PayloadProtocol
     /// Per-message legacy mode: the most bytes buffered while the legacy decoder asks for
@@ -71,21 +92,124 @@ public struct EndpointMuxConfiguration: Sendable {
     /// closed when the peer closes its side or after this long, whichever comes first,
     /// so the peer reads a clean EOF rather than a reset.
     public var drainTimeout: TimeAmount
+    /// Close (with a ``EpitaphStatus/timedOut`` epitaph) a connection that holds no
+    /// partial message and has been silent this long; `nil` (the default) = never.
+    public var idleTimeout: TimeAmount?
+    /// Close (``EpitaphStatus/timedOut``) a connection whose buffered bytes have been an
+    /// incomplete message this long. 30 s by default (the engine's); `nil` = never.
+    public var partialMessageTimeout: TimeAmount?
+    /// While more than this many bytes written to the peer (the mux's answers and the
+    /// daemon's, through ``EndpointMuxHandler``) wait unwritten, the engine stops deciding
+    /// input and the handler stops reading the socket. 1 MiB by default.
+    public var maxQueuedOutputByteCount: Int
 
     /// Creates a configuration; the defaults match the POSIX adapter's.
     public init(
         legacyMode: EndpointMuxLegacyMode = .reject,
-        acceptsControlMessages: Bool = true,
-        controlLimits: ControlLimits = ControlLimits(),
+        acceptsControlMessages: Bool? = nil,
         epitaphLane: PayloadProtocol = .defaultEpitaph,
         maxLegacyMessageByteCount: Int = 16 * 1024 * 1024,
-        drainTimeout: TimeAmount = .milliseconds(200)
+        drainTimeout: TimeAmount = .milliseconds(200),
+        idleTimeout: TimeAmount? = nil,
+        partialMessageTimeout: TimeAmount? = .seconds(30),
+        maxQueuedOutputByteCount: Int = 1024 * 1024
     ) {
         self.legacyMode = legacyMode
         self.acceptsControlMessages = acceptsControlMessages
-        self.controlLimits = controlLimits
         self.epitaphLane = epitaphLane
         self.maxLegacyMessageByteCount = max(0, maxLegacyMessageByteCount)
         self.drainTimeout = drainTimeout
+        self.idleTimeout = idleTimeout
+        self.partialMessageTimeout = partialMessageTimeout
+        self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
+    }
+
+    /// The engine's options for one connection; `log` carries the `ByteBuffer` form's
+    /// messages and failure reasons from the length closure to the adapter.
+    func connectionOptions(log: LegacyDecodeLog) -> ConnectionOptions {
+        let mode: LegacyMode
+        switch legacyMode {
+        case .reject: mode = .reject
+        case .sticky: mode = .sticky
+        case let .perMessage(decoder):
+            switch decoder.form {
+            case let .length(length): mode = .perMessage(length)
+            case let .buffer(decode):
+                let limit = maxLegacyMessageByteCount
+                mode = .perMessage { raw in log.delimit(raw, decode: decode, limit: limit) }
+            }
+        }
+        return ConnectionOptions(
+            legacyMode: mode,
+            idleTimeout: idleTimeout.map(Self.duration),
+            partialMessageTimeout: partialMessageTimeout.map(Self.duration),
+            // SwiftNIO cannot receive fds: a control message that declares some can never
+            // be completed, so the engine ends it at once (-32050 answer, rpc.epitaph).
+            fileDescriptorTimeout: .zero,
+            epitaphLane: epitaphLane,
+            drainTimeout: Self.duration(drainTimeout),
+            maxLegacyMessageByteCount: maxLegacyMessageByteCount,
+            maxQueuedOutputByteCount: maxQueuedOutputByteCount)
+    }
+
+    static func duration(_ amount: TimeAmount) -> Duration { .nanoseconds(max(0, amount.nanoseconds)) }
+}
+
+/// Bridges a `ByteBuffer` legacy decoder to the engine's length closure for one
+/// connection: the messages the decoder returned wait here, in order, until the engine
+/// delivers them; a failure's reason waits for the end it causes.
+///
+/// Only touched on the channel's event loop (the engine calls the closure from inside
+/// the adapter's calls), hence `@unchecked Sendable`.
+final class LegacyDecodeLog: @unchecked Sendable {
+    private var messages: [ByteBuffer] = []
+    private var head = 0
+    /// Why the legacy decoder ended the connection, if it did.
+    private(set) var failure: EndpointMuxFailure?
+
+    /// The next message the decoder returned, in delivery order.
+    func next() -> ByteBuffer? {
+        guard head < messages.count else { return nil }
+        let message = messages[head]
+        head += 1
+        if head == messages.count {
+            messages.removeAll(keepingCapacity: messages.count <= 16)
+            head = 0
+        }
+        return message
+    }
+
+    func delimit(
+        _ raw: UnsafeRawBufferPointer, decode: (inout ByteBuffer) throws -> ByteBuffer?, limit: Int
+    ) -> LegacyMessageLength {
+        var window = min(raw.count, 4096)
+        while true {
+            var candidate = ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: raw[..<window]))
+            let message: ByteBuffer?
+            do {
+                message = try decode(&candidate)
+            } catch {
+                return invalid(.legacyDecoderFailed(reason: String(describing: error)))
+            }
+            if let message {
+                let consumed = candidate.readerIndex
+                guard consumed > 0, consumed <= window else {
+                    return invalid(.legacyDecoderFailed(
+                        reason: "returned a message after consuming \(consumed) of \(window) bytes"))
+                }
+                messages.append(message)
+                return .complete(consumed)
+            }
+            if window == raw.count {
+                if raw.count > limit { failure = .legacyMessageTooLarge(limit: limit) }
+                return .needMoreBytes
+            }
+            window = min(raw.count, window * 2)
+        }
+    }
+
+    private func invalid(_ failure: EndpointMuxFailure) -> LegacyMessageLength {
+        self.failure = failure
+        return .invalid(reason: failure.description)
     }
 }

@@ -12,166 +12,116 @@ public import NIOCore
 ///     DaemonHandler(),
 /// ])
 /// ```
-/// It accumulates the bytes it reads and lets the mux decide, one message at a time:
-/// - **identity probe** → writes and flushes the answer itself; nothing goes on;
+/// Every decision is made by the connection engine the POSIX `ConnectionDriver` also
+/// runs (`ConnectionStateMachine`), so both adapters answer the same input with the same
+/// bytes; the handler only does the I/O:
+/// - **identity probe** → the answer is written and flushed; nothing goes on;
 /// - **v1 frame** on a served lane → ``EndpointMuxMessage/frame(_:)``;
-/// - **control message** (first non-whitespace byte `{`, when
-///   ``EndpointMuxConfiguration/acceptsControlMessages``) → ``EndpointMuxMessage/control(_:)``.
-///   SwiftNIO cannot receive file descriptors, so a message whose `fds` is above 0 ends the
-///   connection: a -32050 error response for a request, then an `rpc.epitaph`
-///   notification, then close. A well-framed object that is not JSON-RPC 2.0 is answered
-///   with -32600 Invalid Request, and the connection goes on;
+/// - **control message** (first non-whitespace byte `{`, when the mux accepts control
+///   messages) → ``EndpointMuxMessage/control(_:)``. SwiftNIO cannot receive file
+///   descriptors, so a message whose `fds` is above 0 ends the connection at once: a
+///   -32050 error response for a request, then an `rpc.epitaph` notification
+///   (``EpitaphStatus/timedOut``: its fds cannot arrive), then close. A well-framed
+///   object that is not JSON-RPC 2.0 is answered with -32600 Invalid Request (`"id":
+///   null` when it has no usable id), and the connection goes on;
 /// - **legacy** bytes, by ``EndpointMuxConfiguration/legacyMode``:
 ///   - ``EndpointMuxLegacyMode/sticky``: fires ``EndpointMuxEvent/legacyTakeover``, forwards
-///     every buffered byte untouched as one `ByteBuffer`, and removes itself; later bytes
+///     every buffered byte untouched as `ByteBuffer`s, and removes itself; later bytes
 ///     reach the next handler directly, exactly as the peer sent them;
 ///   - ``EndpointMuxLegacyMode/perMessage(_:)``: the daemon's decoder delimits each message,
 ///     delivered as ``EndpointMuxMessage/legacy(_:)``; then the mux looks again;
-///   - ``EndpointMuxLegacyMode/reject``: a v1 epitaph, then close;
-/// - **errors** (``MuxError``, fatal ``ControlError``, legacy limits) → the epitaph in the
-///   framing of the failed message (v1 epitaph frame, or `rpc.epitaph`), then the output
-///   side is shut down so the peer reads the epitaph and then EOF, then
-///   ``EndpointMuxEvent/failed(_:)``; every later byte is discarded and the channel is
-///   closed when the peer closes or after ``EndpointMuxConfiguration/drainTimeout``.
+///   - ``EndpointMuxLegacyMode/reject``: an epitaph, then close;
+/// - **errors and timeouts** → the engine's epitaph (a v1 epitaph frame, an `rpc.epitaph`
+///   for JSON-FD peers and JSON-looking input, none for legacy peers), the output side is
+///   shut down so the peer reads the epitaph and then EOF, later bytes are discarded, and
+///   the channel is closed when the peer closes or after
+///   ``EndpointMuxConfiguration/drainTimeout``; then ``EndpointMuxEvent/failed(_:)``.
+/// - **end of input** → complete messages are answered first, a message cut short gets
+///   the engine's epitaph (an `rpc.epitaph` for JSON), then the channel is closed once
+///   everything written has left. The handler turns on `allowRemoteHalfClosure` to see
+///   the peer's half-close (and restores the previous value on a sticky takeover).
 ///
-/// The next handler therefore receives ``EndpointMuxMessage``s (and, in sticky mode after
-/// the takeover, `ByteBuffer`s). Outbound, the handler is not involved: later handlers
-/// write `ByteBuffer`s directly (``NIOCore/ByteBuffer/writeV1Frame(_:maxBodyByteCount:)``
-/// and ``NIOCore/ByteBuffer/writeControlMessage(_:)`` encode replies).
+/// **Bounded memory.** Outbound, the handler counts every byte written through it (its
+/// own answers and the next handlers' `ByteBuffer`/`FileRegion` writes) until the write
+/// completes. Past ``EndpointMuxConfiguration/maxQueuedOutputByteCount`` the engine stops
+/// deciding input and the handler stops calling `read()` on the channel (it holds the
+/// pipeline's read and re-issues it when the peer catches up), so a peer that sends
+/// without reading cannot grow the daemon's memory.
 ///
-/// Limits: frames are bounded by the mux's ``MuxLimits``, control messages by
-/// ``EndpointMuxConfiguration/controlLimits``, and per-message legacy input by
-/// ``EndpointMuxConfiguration/maxLegacyMessageByteCount``. One handler serves one channel.
-public final class EndpointMuxHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Later handlers write `ByteBuffer`s as usual
+/// (``NIOCore/ByteBuffer/writeV1Frame(_:maxBodyByteCount:)`` and
+/// ``NIOCore/ByteBuffer/writeControlMessage(_:)`` encode replies). One handler serves one
+/// channel.
+public final class EndpointMuxHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes from the socket.
     public typealias InboundIn = ByteBuffer
     /// Messages for the next handler (raw `ByteBuffer`s after a sticky legacy takeover).
     public typealias InboundOut = EndpointMuxMessage
+    /// What later handlers write (passed on unchanged, counted until written).
+    public typealias OutboundIn = IOData
+    /// What the handler writes (passed on unchanged).
+    public typealias OutboundOut = IOData
 
-    private enum State { case active, handingOver, failed, closed }
-
-    private var core: EndpointMuxCore
-    private var state = State.active
-    private var cumulation: ByteBuffer?
-    private var processing = false
+    private let engine: EndpointMuxEngine
 
     /// Creates the handler for one channel.
     /// - Parameters:
-    ///   - mux: the daemon's mux (identity, served lanes, legacy detector, frame limits).
-    ///   - configuration: legacy mode, control messages, epitaph lane and limits.
+    ///   - mux: the daemon's mux (identity, served lanes, legacy detector, frame and
+    ///     control limits, whether control messages are accepted).
+    ///   - configuration: legacy mode, timeouts, epitaph lane and output cap.
     public init(mux: EndpointMux, configuration: EndpointMuxConfiguration = EndpointMuxConfiguration()) {
-        self.core = EndpointMuxCore(mux: mux, configuration: configuration)
+        self.engine = EndpointMuxEngine(mux: mux, configuration: configuration, host: .handler)
     }
 
-    /// Accumulates `data` and decides every complete message in it.
+    /// Starts the connection's timers.
+    public func handlerAdded(context: ChannelHandlerContext) {
+        engine.added(context: context)
+    }
+
+    /// Stops the connection's timers.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        engine.removed()
+    }
+
+    /// Hands `data` to the connection engine (as much as it wants now) and carries out
+    /// what it decides.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch state {
-        case .active:
-            break
-        case .handingOver:
-            context.fireChannelRead(data)  // a re-entrant read during the takeover
-            return
-        case .failed, .closed:
-            return  // draining: the peer is told already
+        switch engine.phase {
+        case .active: engine.read(unwrapInboundIn(data), context: context)
+        case .takenOver: context.fireChannelRead(data)  // a re-entrant read during the takeover
+        case .closed: break  // the connection is over
         }
-        var incoming = unwrapInboundIn(data)
-        if var buffered = cumulation, buffered.readableBytes > 0 {
-            cumulation = nil  // keep the storage uniquely referenced while appending
-            buffered.writeBuffer(&incoming)
-            cumulation = buffered
-        } else {
-            cumulation = incoming
-        }
-        process(context: context, endOfInput: false)
     }
 
-    /// On a half-closed input, decides what is left with the end of input known (a
-    /// control message cut short fails with an `rpc.epitaph`), then passes the event on.
+    /// On a half-closed input, the engine decides what is left with the end of input
+    /// known; the event is passed on.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .active = state, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
-            process(context: context, endOfInput: true)
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            engine.inputClosed(context: context)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// Drops the buffered bytes and passes the event on.
+    /// Ends the engine's connection (nothing more can be written) and passes the event on.
     public func channelInactive(context: ChannelHandlerContext) {
-        if case .active = state { state = .closed }
-        cumulation = nil
+        engine.inactive(context: context)
         context.fireChannelInactive()
     }
 
-    /// When the daemon removes the handler itself, the unconsumed bytes go on, untouched,
-    /// as one `ByteBuffer`.
-    public func handlerRemoved(context: ChannelHandlerContext) {
-        if case .active = state, let rest = cumulation, rest.readableBytes > 0 {
-            context.fireChannelRead(NIOAny(rest))
+    /// Passes the write on, counting its bytes against the output cap until written.
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let byteCount: Int
+        switch unwrapOutboundIn(data) {
+        case let .byteBuffer(buffer): byteCount = buffer.readableBytes
+        case let .fileRegion(region): byteCount = region.readableBytes
         }
-        cumulation = nil
-        state = .closed
+        let tracked = engine.daemonWrote(byteCount, promise: promise, context: context)
+        context.write(data, promise: tracked)
     }
 
-    // MARK: - The decision loop
-
-    private func process(context: ChannelHandlerContext, endOfInput: Bool) {
-        guard !processing else { return }  // a re-entrant read: the running loop takes it
-        processing = true
-        defer { processing = false }
-        var wrote = false
-        loop: while case .active = state, var buffer = cumulation {
-            cumulation = nil  // keep the storage uniquely referenced while deciding
-            let step = core.step(&buffer, endOfInput: endOfInput)
-            cumulation = buffer
-            switch step {
-            case .needMoreBytes:
-                break loop
-            case let .deliver(message):
-                context.fireChannelRead(wrapInboundOut(message))
-            case let .reply(bytes):
-                context.write(NIOAny(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-                wrote = true
-            case .legacyTakeover:
-                if wrote { context.flush() }
-                wrote = false
-                handOver(context: context)
-            case let .fail(failure):
-                if wrote { context.flush() }
-                wrote = false
-                fail(failure, context: context)
-            }
-        }
-        if wrote { context.flush() }
-        compactCumulation()
-    }
-
-    /// Frees consumed storage: all of it when empty, the consumed front when it is over
-    /// half of the buffer.
-    private func compactCumulation() {
-        guard var buffer = cumulation else { return }
-        cumulation = nil
-        if buffer.readableBytes == 0 { return }
-        if buffer.readerIndex > 1024, buffer.readerIndex > buffer.capacity / 2 { buffer.discardReadBytes() }
-        cumulation = buffer
-    }
-
-    private func handOver(context: ChannelHandlerContext) {
-        state = .handingOver
-        let rest = cumulation
-        cumulation = nil
-        context.fireUserInboundEventTriggered(EndpointMuxEvent.legacyTakeover)
-        if let rest, rest.readableBytes > 0 {
-            context.fireChannelRead(NIOAny(rest))
-        }
-        guard case .handingOver = state else { return }  // the pipeline went away meanwhile
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
-
-    private func fail(_ failure: EndpointMuxFailure, context: ChannelHandlerContext) {
-        state = .failed
-        cumulation = nil
-        EndpointMuxClosing.closeAfterEpitaph(
-            core.wireBytes(for: failure), context: context, drainTimeout: core.configuration.drainTimeout)
-        context.fireUserInboundEventTriggered(EndpointMuxEvent.failed(failure))
+    /// Passes the read on while the engine wants input; holds it otherwise.
+    public func read(context: ChannelHandlerContext) {
+        engine.readRequested(context: context)
     }
 }
 
