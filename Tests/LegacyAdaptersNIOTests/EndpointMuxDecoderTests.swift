@@ -35,7 +35,7 @@ import Testing
         let error = MuxError.unexpectedFirstPartyFrame(payloadProtocol: 0xAD01)
         #expect(try channel.writtenBytes() == (try error.epitaph.v1Frame().encoded()))
         #expect(try channel.deliveredMessages().isEmpty)
-        #expect(recorder.events == [.failed(.mux(error))])
+        #expect(recorder.events == [.failed(.epitaph(error.epitaph))])
         #expect(!channel.isActive)
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
