@@ -46,7 +46,8 @@ public struct ConnectionOptions: Sendable {
     /// Close (``EpitaphStatus/timedOut``, as an `rpc.epitaph` after a -32050 answer) a
     /// connection whose complete control message has waited this long for the fds it
     /// declared. 10 s by default (fds travel with the message's own bytes, so an honest
-    /// peer never makes it wait); `nil` = never.
+    /// peer never makes it wait), or ``partialMessageTimeout`` when that is shorter: a
+    /// message waiting for its fds is incomplete too. `nil` = only the partial timeout.
     public var fileDescriptorTimeout: Duration?
     /// Lane of v1 epitaph frames (private use; `0xFFFF` by default).
     public var epitaphLane: PayloadProtocol

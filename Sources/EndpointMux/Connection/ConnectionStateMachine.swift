@@ -180,6 +180,15 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
+    /// A message waiting for its fds is also an incomplete message: the shorter of the two
+    /// timeouts applies.
+    private var fileDescriptorWaitLimit: Duration? {
+        switch (options.fileDescriptorTimeout, options.partialMessageTimeout) {
+        case let (fds?, partial?): return min(fds, partial)
+        case let (fds, partial): return fds ?? partial
+        }
+    }
+
     private var nextDeadline: ContinuousClock.Instant? {
         switch state {
         case .active:
@@ -187,7 +196,7 @@ package struct ConnectionStateMachine: Sendable {
             func earliest(_ candidate: ContinuousClock.Instant) {
                 deadline = min(deadline ?? candidate, candidate)
             }
-            if let since = fileDescriptorWaitSince, let limit = options.fileDescriptorTimeout { earliest(since + limit) }
+            if let since = fileDescriptorWaitSince, let limit = fileDescriptorWaitLimit { earliest(since + limit) }
             if let since = partialSince, let limit = options.partialMessageTimeout { earliest(since + limit) }
             if input.isEmpty, fileDescriptorWaitSince == nil, let limit = options.idleTimeout {
                 earliest(lastActivity + limit)
@@ -261,7 +270,7 @@ package struct ConnectionStateMachine: Sendable {
         beginInput(now: now)
         switch state {
         case .active:
-            if let since = fileDescriptorWaitSince, let limit = options.fileDescriptorTimeout, now >= since + limit {
+            if let since = fileDescriptorWaitSince, let limit = fileDescriptorWaitLimit, now >= since + limit {
                 failedInControl = true
                 fail(Epitaph(status: .timedOut, reason: "fds of a control message did not arrive within \(limit)"),
                      now: now)
