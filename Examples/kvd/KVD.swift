@@ -22,6 +22,24 @@ struct KVD: ParsableCommand {
     @Option(help: "posix (kvd's own poll loop with a ConnectionDriver) or nio (a SwiftNIO pipeline).") var adapter: Adapter = .posix
     @Flag(name: .customLong("no-mux"), help: "Run the original daemon without EndpointMux (for comparison).") var noMux = false
     @Option(name: .customLong("identity-file"), help: "Write the identity file here (optional).") var identityFile: String?
+    @Option(name: .customLong("idle-timeout-ms"),
+            help: "Close a silent connection holding no partial message after this long, with a TIMED_OUT epitaph (0 = off, the default).")
+    var idleTimeoutMS: Int?
+    @Option(name: .customLong("partial-timeout-ms"),
+            help: "Close a connection whose buffered bytes stay an incomplete message this long, with a TIMED_OUT epitaph (0 = off; default 30000).")
+    var partialTimeoutMS: Int?
+
+    func validate() throws {
+        for (name, value) in [("--idle-timeout-ms", idleTimeoutMS), ("--partial-timeout-ms", partialTimeoutMS)] {
+            if let value, value < 0 { throw ValidationError("\(name) must be 0 (off) or a positive number of milliseconds") }
+        }
+    }
+
+    /// A flag's timeout: absent → the engine's default, 0 → off.
+    static func timeout(milliseconds: Int?, default fallback: Duration?) -> Duration? {
+        guard let milliseconds else { return fallback }
+        return milliseconds > 0 ? .milliseconds(milliseconds) : nil
+    }
 
     func run() throws {
         var signals = sigset_t()
@@ -29,6 +47,11 @@ struct KVD: ParsableCommand {
         sigaddset(&signals, SIGINT)
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // A `dumpTo` into a pipe whose reader left gets EPIPE (and an error answer), not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        let defaults = ConnectionOptions()
+        let idleTimeout = Self.timeout(milliseconds: idleTimeoutMS, default: defaults.idleTimeout)
+        let partialTimeout = Self.timeout(milliseconds: partialTimeoutMS, default: defaults.partialMessageTimeout)
 
         let mux: EndpointMux?
         if noMux {
@@ -44,7 +67,8 @@ struct KVD: ParsableCommand {
             let listener = try listen(on: socket)
             var wake: [Int32] = [-1, -1]
             guard pipe(&wake) == 0 else { throw ValidationError("pipe failed") }
-            let loop = KVLoop(listener: listener, store: store, mux: mux, wakeReader: wake[0])
+            let options = Connection.options(idleTimeout: idleTimeout, partialMessageTimeout: partialTimeout)
+            let loop = KVLoop(listener: listener, store: store, mux: mux, options: options, wakeReader: wake[0])
             let thread = Thread { loop.run() }
             stop = {
                 var byte: UInt8 = 1
@@ -53,7 +77,8 @@ struct KVD: ParsableCommand {
                 close(listener)
             }
         case .nio:
-            stop = try KVNIO.start(socket: socket, store: store, mux: mux)
+            stop = try KVNIO.start(socket: socket, store: store, mux: mux,
+                                   idleTimeout: idleTimeout, partialMessageTimeout: partialTimeout)
         }
         if let identityFile, let mux { try IdentityFile.write(mux.identity, to: identityFile) }
         print("kvd: listening on \(socket) (adapter \(adapter.rawValue)\(noMux ? ", no mux" : ""), pid \(getpid()))")

@@ -7,18 +7,32 @@ import NIOPosix
 /// the retrofit puts `EndpointMuxHandler` first (per-message legacy mode with the same line
 /// framing) and lets `KVMuxHandler` answer frames and control messages too.
 enum KVNIO {
-    static func start(socket: String, store: KVStore, mux: EndpointMux?) throws -> () -> Void {
+    /// How long the listener rests after `accept` fails (`EMFILE`, `ENFILE`, …).
+    static let acceptBackoff = TimeAmount.milliseconds(100)
+
+    static func start(socket: String, store: KVStore, mux: EndpointMux?,
+                      idleTimeout: Duration?, partialMessageTimeout: Duration?) throws -> () -> Void {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // One event loop: the store is only touched on it.
         let shared = UncheckedStore(store)
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            // Out of fds, `accept` fails at once on every wake-up: NIO's backoff handler
+            // stops reading the listener for a while instead (the synchronous `bind` does
+            // not add one by itself).
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false, backoffProvider: { _ in acceptBackoff }))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let mux {
-                        let configuration = EndpointMuxConfiguration(legacyMode: .perMessage(EndpointMuxLegacyDecoder { buffer in
-                            try LineDecoder.nextLine(&buffer)
-                        }))
+                        let configuration = EndpointMuxConfiguration(
+                            legacyMode: .perMessage(EndpointMuxLegacyDecoder { buffer in try LineDecoder.nextLine(&buffer) }),
+                            idleTimeout: idleTimeout.map(timeAmount),
+                            partialMessageTimeout: partialMessageTimeout.map(timeAmount))
                         try channel.pipeline.syncOperations.addHandlers([
                             EndpointMuxHandler(mux: mux, configuration: configuration), KVMuxHandler(store: shared),
                         ])
@@ -36,6 +50,12 @@ enum KVNIO {
             try? group.syncShutdownGracefully()
         }
     }
+}
+
+/// A `Duration` as NIO's `TimeAmount`.
+func timeAmount(_ duration: Duration) -> TimeAmount {
+    let (seconds, attoseconds) = duration.components
+    return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
 }
 
 /// The store, confined to the single event loop.
