@@ -87,6 +87,7 @@ import Testing
             total += try channel.writtenBytes().count
         }
         #expect(total == 100 * answer.count)
+        stall.release()  // the last answers' writes complete: nothing waits any more
         #expect(reads.count == before + 1)
         _ = try channel.finish()
     }

@@ -113,12 +113,20 @@ import Testing
             let reply = try client.receive(ControlMessage.response(ControlResponse(id: 5, result: "status")).encoded().count)
             #expect(reply == ControlMessage.response(ControlResponse(id: 5, result: "status")).encoded())
 
-            // 4. An unserved lane: the v1 epitaph, then EOF.
+            // 4. An unserved lane: the epitaph, then EOF. This connection has carried
+            // control messages, so the engine frames it as an rpc.epitaph (as POSIX does).
             try client.send(try Fixtures.frame(0x7C4C).encoded())
-            let epitaphFrame = try Frame(parsingFrame: try client.receiveFrame())
-            let epitaph = Epitaph(v1Frame: epitaphFrame)
-            #expect(epitaph == MuxError.unservedPayloadProtocol(payloadProtocol: 0x7C4C).epitaph)
-            #expect(try client.receive(1).isEmpty, "EOF after the epitaph")
+            var rest: [UInt8] = []
+            while true {
+                let chunk = try client.receive(1)
+                if chunk.isEmpty { break }
+                rest += chunk
+            }
+            let expected = MuxError.unservedPayloadProtocol(payloadProtocol: 0x7C4C).epitaph
+            guard case let .notification(epitaph)? = try Fixtures.controlMessages(in: rest).last,
+                  epitaph.method == "rpc.epitaph", case let .object(params)? = epitaph.params
+            else { Issue.record("no rpc.epitaph: \(rest)"); return }
+            #expect(params["status"] == .number(JSONNumber(Int(expected.status.rawValue))))
         } catch {
             Issue.record("client failed: \(error)")
         }
