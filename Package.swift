@@ -24,8 +24,15 @@ let package = Package(
         // protoc-c output for Protos/*.proto (generated; scripts/generate-protos.sh).
         .target(
             name: "CProtobuf",
-            cSettings: [.define("NDEBUG", .when(configuration: .release))],
-            linkerSettings: [.linkedLibrary("protobuf-c")]
+            dependencies: ["CProtobufC"],
+            cSettings: [.define("NDEBUG", .when(configuration: .release))]
+        ),
+        // The system library libprotobuf-c (build: libprotobuf-c-dev; run: libprotobuf-c1).
+        .systemLibrary(
+            name: "CProtobufC",
+            path: "Sources/CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
         ),
         // CMSG_* macros and other socket helpers that do not import into Swift.
         .target(name: "CSocketShims"),
