@@ -45,13 +45,41 @@ public final class ControlClient: @unchecked Sendable {
     private var output = OutboundQueue()
     private var nextID = 1
     private var early: [JSONRPCID: ControlReply] = [:]
+    /// Answers that carried a waiting call's id but were not JSON-RPC responses.
+    private var earlyMalformed: [JSONRPCID: JSONRPCViolation] = [:]
 
     /// The connected socket (owned; closed on deinit).
     public var fileDescriptor: Int32 { socket.rawValue }
 
-    /// Connects to the Unix socket at `path`.
-    public init(socketPath path: String, limits: ControlLimits = ControlLimits()) throws(ClientError) {
-        do { socket = OwnedFileDescriptorBox(try UnixSocket.connect(to: path)) } catch { throw .connect(error) }
+    /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
+    /// whose accept queue is full makes `connect` wait). The socket is non-blocking:
+    /// every later call waits with `poll(2)` under its own deadline.
+    ///
+    /// `limits` bound what this client accepts: answer size, nesting and the fds one
+    /// answer may declare (``ControlLimits/maxFileDescriptorsPerMessage``, default 1024;
+    /// raise it to receive more, within the process's `RLIMIT_NOFILE`).
+    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    public convenience init(
+        socketPath path: String, limits: ControlLimits = ControlLimits(), connectTimeout: Duration = .seconds(10)
+    ) throws(ClientError) {
+        try self.init(socketPath: path, limits: limits, connectDeadline: .now + connectTimeout)
+    }
+
+    /// Connects to the Unix socket at `path`, giving up at `connectDeadline`; otherwise as
+    /// ``init(socketPath:limits:connectTimeout:)``.
+    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    public init(
+        socketPath path: String, limits: ControlLimits = ControlLimits(), connectDeadline: ContinuousClock.Instant
+    ) throws(ClientError) {
+        socket = OwnedFileDescriptorBox(try ClientSocket.connect(to: path, deadline: connectDeadline))
+        decoder = ControlDecoder(limits: limits)
+    }
+
+    /// A client on a socket that is already connected (made non-blocking; owned from now on).
+    init(connected socket: consuming OwnedFileDescriptor, limits: ControlLimits = ControlLimits()) throws(ClientError) {
+        let box = OwnedFileDescriptorBox(socket)
+        do { try SocketIO.setNonBlocking(box.rawValue, true) } catch { throw .transport(error) }
+        self.socket = box
         decoder = ControlDecoder(limits: limits)
     }
 
@@ -61,12 +89,25 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Sends a request carrying `fileDescriptors` and waits for its response.
+    ///
+    /// An answer with this request's id that is not a valid response (neither `result`
+    /// nor `error`, both, a malformed `error` object, …) is reported at once as
+    /// ``ClientError/malformedAnswer(_:)``.
     public func call(
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         timeout: Duration = .seconds(10)
     ) throws(ClientError) -> ControlReply {
-        let deadline = ContinuousClock.now + timeout
+        try call(method, params: params, fileDescriptors: fileDescriptors, deadline: .now + timeout)
+    }
+
+    /// Sends a request carrying `fileDescriptors` and waits until `deadline` for its
+    /// response; otherwise as ``call(_:params:fileDescriptors:timeout:)``.
+    public func call(
+        _ method: String, params: JSONValue? = nil,
+        fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
+        deadline: ContinuousClock.Instant
+    ) throws(ClientError) -> ControlReply {
         let id = lock.withLock { () -> JSONRPCID in
             defer { nextID += 1 }
             return .number(JSONNumber(nextID))
@@ -126,23 +167,46 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Waits for the response with `id`; responses to other ids are kept for their callers.
+    /// An answer with `id` that is not a valid response is ``ClientError/malformedAnswer(_:)`` at once.
     public func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(ClientError) -> ControlReply {
         while true {
             let step = lock.withLock { () -> Result<ControlReply?, ClientError> in
                 if let reply = early.removeValue(forKey: id) { return .success(reply) }
-                return Result { () throws(ClientError) in try readOne(deadline: deadline) }.map { reply in
-                    guard let reply else { return nil }
-                    if reply.response.id == id { return reply }
-                    early[reply.response.id] = reply
-                    return nil
+                if let violation = earlyMalformed.removeValue(forKey: id) { return .failure(Self.malformed(id, violation)) }
+                return Result { () throws(ClientError) in try readOne(deadline: deadline) }.flatMap { answer in
+                    switch answer {
+                    case let .reply(reply):
+                        if reply.response.id == id { return .success(reply) }
+                        early[reply.response.id] = reply
+                    case let .malformed(answerID, violation):
+                        if answerID == id { return .failure(Self.malformed(id, violation)) }
+                        earlyMalformed[answerID] = violation
+                    case .other:
+                        break
+                    }
+                    return .success(nil)
                 }
             }
             if let reply = try step.get() { return reply }
         }
     }
 
-    /// Reads until one response is decoded (nil if something else was consumed).
-    private func readOne(deadline: ContinuousClock.Instant) throws(ClientError) -> ControlReply? {
+    private static func malformed(_ id: JSONRPCID, _ violation: JSONRPCViolation) -> ClientError {
+        .malformedAnswer("the answer to id \(id) is not a JSON-RPC response: \(violation)")
+    }
+
+    /// What one decoded message was, for the waiting caller.
+    private enum Answer {
+        /// A response.
+        case reply(ControlReply)
+        /// A well-framed object carrying this id that is not a valid response.
+        case malformed(JSONRPCID, JSONRPCViolation)
+        /// Something not for a waiting call (requests, notifications, invalid objects without id).
+        case other
+    }
+
+    /// Reads until one message is decoded.
+    private func readOne(deadline: ContinuousClock.Instant) throws(ClientError) -> Answer {
         var endOfInput = false
         while true {
             let queued = queue.count
@@ -161,18 +225,19 @@ public final class ControlClient: @unchecked Sendable {
                 let descriptors = queue.dequeue(count)
                 switch message {
                 case let .response(response):
-                    return ControlReply(response: response, fileDescriptors: descriptors)
+                    return .reply(ControlReply(response: response, fileDescriptors: descriptors))
                 case let .notification(notification) where notification.method == ControlNotification.epitaphMethod:
                     let status = notification.params?["status"]?.numberValue?.int64 ?? 0
                     let reason = notification.params?["reason"]?.stringValue ?? ""
                     throw .epitaph(Epitaph(status: EpitaphStatus(rawValue: Int32(clamping: status)), reason: reason))
                 case .notification, .request:
-                    return nil  // not for this client; its fds close with `descriptors`
+                    return .other  // not for this client; its fds close with `descriptors`
                 }
-            case let .invalid(_, _, count, consumed):
+            case let .invalid(violation, id, count, consumed):
                 input.consume(consumed)
-                _ = queue.dequeue(count)
-                return nil
+                _ = queue.dequeue(count)  // closed: an invalid answer's fds are never handed out
+                guard let id else { return .other }
+                return .malformed(id, violation)
             case .endOfStream:
                 throw .peerClosed
             case .needMoreBytes, .needMoreFileDescriptors:

@@ -23,13 +23,22 @@ public final class FrameClient {
     /// Frames read while waiting for another request id.
     private var unmatched: [UInt64: Frame] = [:]
 
-    /// Connects to the Unix socket at `path`.
-    public init(socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph) throws(ClientError) {
-        do {
-            self.socket = OwnedFileDescriptorBox(try UnixSocket.connect(to: path))
-        } catch {
-            throw .connect(error)
-        }
+    /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
+    /// whose accept queue is full makes `connect` wait). The socket is non-blocking:
+    /// every later call waits with `poll(2)` under its own deadline.
+    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    public convenience init(
+        socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectTimeout: Duration = .seconds(10)
+    ) throws(ClientError) {
+        try self.init(socketPath: path, epitaphLane: epitaphLane, connectDeadline: .now + connectTimeout)
+    }
+
+    /// Connects to the Unix socket at `path`, giving up at `connectDeadline`.
+    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    public init(
+        socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectDeadline: ContinuousClock.Instant
+    ) throws(ClientError) {
+        self.socket = OwnedFileDescriptorBox(try ClientSocket.connect(to: path, deadline: connectDeadline))
         self.epitaphLane = epitaphLane
     }
 
@@ -62,9 +71,16 @@ public final class FrameClient {
     public func request(
         lane: PayloadProtocol, payload: [UInt8], timeout: Duration = .seconds(5)
     ) throws(ClientError) -> Frame {
+        try request(lane: lane, payload: payload, deadline: .now + timeout)
+    }
+
+    /// Sends a REQUEST with a fresh request id and waits until `deadline` for the
+    /// RESPONSE echoing it.
+    public func request(
+        lane: PayloadProtocol, payload: [UInt8], deadline: ContinuousClock.Instant
+    ) throws(ClientError) -> Frame {
         let id = nextRequestID
         nextRequestID += 1
-        let deadline = ContinuousClock.now + timeout
         let frame = Frame(payloadProtocol: lane, payload: payload, requestID: id)
         do { try write(frame.encoded(), deadline: deadline) } catch let error as ClientError { throw error } catch {
             throw .malformedAnswer("request does not encode: \(error)")

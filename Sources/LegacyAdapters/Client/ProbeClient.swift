@@ -30,7 +30,8 @@ public enum ProbeClient {
     /// Probes the Unix socket at `socketPath`.
     /// - Parameters:
     ///   - expected: the identity the server must prove (e.g. read from its identity file).
-    ///   - timeout: one deadline for connect, write and read (the reference client: ~1 s).
+    ///   - timeout: one deadline for connect, write and read (the reference client: ~1 s);
+    ///     a server that never accepts gives ``ClientError/connect(_:)`` with `ETIMEDOUT`.
     public static func probe(
         socketPath: String, expected: DaemonIdentity? = nil, timeout: Duration = .seconds(1)
     ) throws(ClientError) -> VerifiedIdentity {
@@ -43,7 +44,7 @@ public enum ProbeClient {
         }
         let start = ContinuousClock.now
         let deadline = start + timeout
-        let client = try FrameClient(socketPath: socketPath)
+        let client = try FrameClient(socketPath: socketPath, connectDeadline: deadline)
         let request = ProbeRequest.random()
         let bytes: [UInt8]
         do { bytes = try request.frame.encoded() } catch { throw .malformedAnswer(error.description) }
