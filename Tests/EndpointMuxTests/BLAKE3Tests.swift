@@ -56,6 +56,47 @@ struct BLAKE3Tests {
         try checkAgainstOracle(bytes)
     }
 
+    /// At least 200 lengths: every chunk and tree boundary the four-wide and sixteen-chunk
+    /// paths meet (0, 1, 1023…1025, 2048, 4096·k ± 1, 16 KiB·k ± 1), random lengths, and a
+    /// few MiB; each hashed one-shot and in random pieces (so batches start at chunk
+    /// counters that are not multiples of 4 or 16), all checked by one `b3sum` run.
+    @Test("matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces")
+    func manyLengths() throws {
+        var lengths = [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 5120]
+        for k in 1...17 { lengths += [4096 * k - 1, 4096 * k, 4096 * k + 1] }
+        for k in [1, 2, 3, 4, 5, 8] { lengths += [16384 * k - 1, 16384 * k + 1] }
+        lengths += [(2 << 20) + 1, (3 << 20) - 1]
+        var generator = SplitMix64(seed: 0x2001_B1A4E3)
+        while lengths.count < 230 {
+            lengths.append(Int.random(in: 0...(Bool.random(using: &generator) ? 9000 : 70_000), using: &generator))
+        }
+        let directory = try TemporaryDirectory()
+        var inputs: [(path: String, bytes: [UInt8])] = []
+        for (index, length) in lengths.enumerated() {
+            let path = directory.path("len-\(index)-\(length)")
+            let bytes = randomBytes(length, using: &generator)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            inputs.append((path, bytes))
+        }
+        let expected = try B3Sum.digests(ofFilesAtPaths: inputs.map(\.path))
+        #expect(expected.count == inputs.count)
+        for ((path, bytes), digest) in zip(inputs, expected) {
+            #expect(BLAKE3.hash(bytes) == digest, "one-shot, \(bytes.count) bytes")
+            var hasher = BLAKE3()
+            var offset = 0
+            while offset < bytes.count {
+                // Pieces of up to 40 KiB, cut anywhere: batches start at any chunk counter.
+                let end = min(bytes.count, offset + Int.random(in: 1...40_000, using: &generator))
+                hasher.update(bytes[offset..<end])
+                offset = end
+            }
+            #expect(hasher.finalize() == digest, "random pieces, \(bytes.count) bytes")
+            if bytes.count > 1 << 20 {
+                #expect(try BLAKE3.hash(fileAtPath: path) == digest, "file, \(bytes.count) bytes")
+            }
+        }
+    }
+
     @Test("finalize does not consume the hasher")
     func finalizeIsNonMutating() {
         var generator = SplitMix64(seed: 42)
@@ -156,6 +197,27 @@ private enum B3Sum {
             throw Failure(description: "b3sum not found (looked in /usr/bin and PATH); the BLAKE3 tests need it as their oracle: apt-get install b3sum")
         }
         return found
+    }
+
+    /// Runs one `b3sum --no-names` over `paths` and parses the digests, in order.
+    static func digests(ofFilesAtPaths paths: [String]) throws -> [[UInt8]] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try executable())
+        process.arguments = ["--no-names"] + paths
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "b3sum exited with status \(process.terminationStatus)")
+        }
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+            guard let digest = bytes(fromHex: String(line)), digest.count == BLAKE3.outputByteCount else {
+                throw Failure(description: "unexpected b3sum output line \"\(line)\"")
+            }
+            return digest
+        }
     }
 
     /// Runs `b3sum --no-names path` and parses the 32-byte hex digest.

@@ -1,3 +1,4 @@
+import CPackBaseline
 import EndpointMux
 #if canImport(Glibc)
 import Glibc
@@ -75,6 +76,135 @@ do {
             guard case let .probeAnswered(reply, _)? = try? mux.poll(raw) else { fatalError("probe not answered") }
             blackHole(reply.count)
         }
+    }
+}
+
+// Probe answers from the template: the same probe answered by a responder straight from
+// the probe's bytes (what the mux can call instead of building a ProbeRequest), and
+// appended to a reused output buffer.
+do {
+    guard let probe = try? ProbeRequest(nonce: Array(0..<32)).frame.encoded() else { fatalError("probe does not encode") }
+    let responder = ProbeResponder(identity: identity)
+    _ = probe.withUnsafeBytes { raw in
+        Bench.run("probe.answer.template") {
+            guard let view = try? FrameView(parsingBodyIn: raw, range: 5..<raw.count),
+                  let reply = try? responder.answer(probe: view, in: raw) else { fatalError("probe not answered") }
+            blackHole(reply.count)
+        }
+    }
+    var output: [UInt8] = []
+    output.reserveCapacity(4096)
+    _ = probe.withUnsafeBytes { raw in
+        Bench.run("probe.answer.into") {
+            output.removeAll(keepingCapacity: true)
+            guard let view = try? FrameView(parsingBodyIn: raw, range: 5..<raw.count),
+                  (try? responder.answer(probe: view, in: raw, into: &output)) != nil else { fatalError("probe not answered") }
+            blackHole(output.count)
+        }
+    }
+}
+
+// Encoding: a 64 B response frame, against libprotobuf-c packing the same Frame into a
+// preallocated buffer (same run), and a 64 KiB frame against a memcpy of 64 KiB.
+func ratio(_ name: String, _ value: Double, _ baselineName: String, _ baseline: Double) {
+    guard value > 0, baseline > 0 else { return }
+    print("RATIO \(name) \(Bench.format(value / baseline))x \(baselineName)")
+}
+
+do {
+    let request = Frame(payloadProtocol: lane, payload: [UInt8](repeating: 0x61, count: 64), requestID: 42)
+    let replyPayload = [UInt8](repeating: 0x62, count: 64)
+    let response = request.response(payload: replyPayload)
+    var cOutput = [UInt8](repeating: 0, count: 4096)
+    let cPack = replyPayload.withUnsafeBufferPointer { payload in
+        cOutput.withUnsafeMutableBufferPointer { out in
+            Bench.run("baseline.c.pack.v1.64B") {
+                let n = endpointmux_bench_c_pack_frame(out.baseAddress, payload.baseAddress, payload.count,
+                                                       response.kind.rawValue, lane.rawValue, 42, "", "")
+                blackHole(n)
+            }
+        }
+    }
+    let cCount = replyPayload.withUnsafeBufferPointer { payload in
+        cOutput.withUnsafeMutableBufferPointer { out in
+            endpointmux_bench_c_pack_frame(out.baseAddress, payload.baseAddress, payload.count,
+                                           response.kind.rawValue, lane.rawValue, 42, "", "")
+        }
+    }
+    guard let swiftBytes = try? response.encoded(), Array(cOutput[..<cCount]) == swiftBytes else {
+        fatalError("encoders disagree")
+    }
+    let encode = Bench.run("encode.v1.64B") {
+        guard let bytes = try? response.encoded() else { fatalError("does not encode") }
+        blackHole(bytes.count)
+    }
+    var output: [UInt8] = []
+    output.reserveCapacity(4096)
+    let encodeInto = Bench.run("encode.v1.64B.into") {
+        output.removeAll(keepingCapacity: true)
+        guard (try? response.encode(into: &output)) != nil else { fatalError("does not encode") }
+        blackHole(output.count)
+    }
+    let respond = Bench.run("respond.v1.64B") {
+        guard let bytes = try? request.response(payload: replyPayload).encoded() else { fatalError("does not encode") }
+        blackHole(bytes.count)
+    }
+    let respondInto = Bench.run("respond.v1.64B.into") {
+        output.removeAll(keepingCapacity: true)
+        guard (try? request.response(payload: replyPayload).encode(into: &output)) != nil else { fatalError("does not encode") }
+        blackHole(output.count)
+    }
+    ratio("encode.v1.64B", encode, "baseline.c.pack.v1.64B", cPack)
+    ratio("encode.v1.64B.into", encodeInto, "baseline.c.pack.v1.64B", cPack)
+    ratio("respond.v1.64B", respond, "baseline.c.pack.v1.64B", cPack)
+    ratio("respond.v1.64B.into", respondInto, "baseline.c.pack.v1.64B", cPack)
+}
+
+do {
+    let size = 64 * 1024
+    let payload = [UInt8](repeating: 0x63, count: size)
+    var target = [UInt8](repeating: 0, count: size)
+    let memcpy64K = payload.withUnsafeBytes { src in
+        target.withUnsafeMutableBytes { dst in
+            Bench.run("baseline.memcpy.64KiB") {
+                dst.copyMemory(from: src)
+                blackHole(dst[size - 1])
+            }
+        }
+    }
+    let frame = Frame(kind: .response, payloadProtocol: lane, payload: payload, requestID: 42)
+    let encode = Bench.run("encode.v1.64KiB") {
+        guard let bytes = try? frame.encoded() else { fatalError("does not encode") }
+        blackHole(bytes.count)
+    }
+    var output: [UInt8] = []
+    output.reserveCapacity(2 * size)
+    let encodeInto = Bench.run("encode.v1.64KiB.into") {
+        output.removeAll(keepingCapacity: true)
+        guard (try? frame.encode(into: &output)) != nil else { fatalError("does not encode") }
+        blackHole(output.count)
+    }
+    ratio("encode.v1.64KiB", encode, "baseline.memcpy.64KiB", memcpy64K)
+    ratio("encode.v1.64KiB.into", encodeInto, "baseline.memcpy.64KiB", memcpy64K)
+}
+
+// BLAKE3 of 16 MiB in memory, against `b3sum --num-threads 1` on the same bytes (a file,
+// as b3sum hashes executables) in the same run.
+do {
+    let size = 16 * 1024 * 1024
+    var state: UInt64 = 0x0123_4567_89AB_CDEF
+    let data = (0..<size).map { _ -> UInt8 in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return UInt8(truncatingIfNeeded: state >> 56)
+    }
+    let ours = data.withUnsafeBytes { raw in
+        Bench.run("blake3.16MiB", minimumBatchNanoseconds: 50_000_000, batches: 9) {
+            blackHole(BLAKE3.hash(raw))
+        }
+    }
+    if ours > 0 {
+        print("MBPS blake3.16MiB \(Bench.format(Double(size) / ours * 1000))")
+        B3SumBaseline.run(data: data, ours: ours)
     }
 }
 

@@ -71,6 +71,20 @@ public struct BLAKE3: Sendable {
                 // Strictly more than a chunk (block) must remain, so that the last one
                 // stays buffered for `finalize`.
                 if blocksCompressed == 0 {
+                    // Sixteen chunks at a time as one subtree (chunks and the first two
+                    // parent levels four-wide), where the tree allows it; then four chunks
+                    // four-wide; then one at a time.
+                    while remaining > 16 * Self.chunkLength && chunkCounter % 16 == 0 {
+                        addSubtree(Self.hashSixteenChunks(pointer, counter: chunkCounter), chunkCount: 16)
+                        pointer += 16 * Self.chunkLength
+                        remaining -= 16 * Self.chunkLength
+                    }
+                    while remaining > 4 * Self.chunkLength {
+                        let cvs = Self.hashFourChunks(pointer, counter: chunkCounter)
+                        addChunk(cvs.0); addChunk(cvs.1); addChunk(cvs.2); addChunk(cvs.3)
+                        pointer += 4 * Self.chunkLength
+                        remaining -= 4 * Self.chunkLength
+                    }
                     while remaining > Self.chunkLength {
                         var cv = ChainingValue.iv
                         var offset = 0
@@ -183,7 +197,12 @@ public struct BLAKE3: Sendable {
             throw .system(operation: "open", path: path, errno: errno)
         }
         defer { _ = close(descriptor) }
+        return try hash(fileDescriptor: descriptor, path: path)
+    }
 
+    /// The digest of what remains to be read from `descriptor` (read to its end; not
+    /// closed). `path` only names the file in errors.
+    static func hash(fileDescriptor descriptor: Int32, path: String) throws(IdentityError) -> [UInt8] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         var hasher = BLAKE3()
@@ -209,10 +228,20 @@ public struct BLAKE3: Sendable {
     /// Records the chaining value `cv` of the completed current chunk, merges completed
     /// subtrees, and starts the next chunk.
     private mutating func addChunk(_ cv: ChainingValue) {
-        chunkCounter += 1
+        addSubtree(cv, chunkCount: 1)
+        chunkCV = .iv
+        blocksCompressed = 0
+        bufferLength = 0
+    }
+
+    /// Records the chaining value `cv` of a complete subtree of `chunkCount` chunks (a
+    /// power of two dividing ``chunkCounter``; more input follows it) and merges completed
+    /// subtrees.
+    private mutating func addSubtree(_ cv: ChainingValue, chunkCount: UInt64) {
+        chunkCounter += chunkCount
         var merged = cv
-        // One merge per trailing zero bit of the number of completed chunks.
-        var total = chunkCounter
+        // One merge per trailing zero bit of the number of completed subtrees of this size.
+        var total = chunkCounter / chunkCount
         while total & 1 == 0 {
             stackLength -= 1
             var parent = ChainingValue.iv
@@ -226,10 +255,34 @@ public struct BLAKE3: Sendable {
             entries.storeBytes(of: merged, toByteOffset: slot * MemoryLayout<ChainingValue>.stride, as: ChainingValue.self)
         }
         stackLength += 1
+    }
 
-        chunkCV = .iv
-        blocksCompressed = 0
-        bufferLength = 0
+    /// The chaining value of the subtree of the 16 whole chunks at `input` (chunk counters
+    /// `counter…counter + 15`, `counter` a multiple of 16): chunks and the first two parent
+    /// levels four at a time, the last two levels one at a time.
+    private static func hashSixteenChunks(_ input: UnsafeRawPointer, counter: UInt64) -> ChainingValue {
+        withUnsafeTemporaryAllocation(of: ChainingValue.self, capacity: 16) { cvs in
+            guard let base = cvs.baseAddress else { return .iv }
+            var i = 0
+            while i < 4 {
+                let four = hashFourChunks(input + i * 4 * chunkLength, counter: counter &+ UInt64(i * 4))
+                (base + 4 * i).initialize(to: four.0); (base + 4 * i + 1).initialize(to: four.1)
+                (base + 4 * i + 2).initialize(to: four.2); (base + 4 * i + 3).initialize(to: four.3)
+                i += 1
+            }
+            // 16 chaining values are 8 parent blocks, back to back.
+            let raw = UnsafeRawPointer(base)
+            let level1a = hashFourParents(raw), level1b = hashFourParents(raw + 4 * blockLength)
+            base[0] = level1a.0; base[1] = level1a.1; base[2] = level1a.2; base[3] = level1a.3
+            base[4] = level1b.0; base[5] = level1b.1; base[6] = level1b.2; base[7] = level1b.3
+            let level2 = hashFourParents(raw)
+            var left = ChainingValue.iv, right = ChainingValue.iv
+            compress(&left, MessageBlock(level2.0, level2.1), counter: 0, blockLength: 64, flags: parent)
+            compress(&right, MessageBlock(level2.2, level2.3), counter: 0, blockLength: 64, flags: parent)
+            var root = ChainingValue.iv
+            compress(&root, MessageBlock(left, right), counter: 0, blockLength: 64, flags: parent)
+            return root
+        }
     }
 
     private func stackEntry(_ index: Int) -> ChainingValue {
@@ -240,15 +293,16 @@ public struct BLAKE3: Sendable {
 
     // MARK: Compression
 
-    private static let chunkLength = 1024
-    private static let blockLength = 64
-    private static let blocksPerChunk: UInt32 = 16
+    static let chunkLength = 1024
+    static let blockLength = 64
+    static let blocksPerChunk: UInt32 = 16
+    static let blocksPerChunkInt = 16
     private static let readSize = 1 << 20
 
-    private static let chunkStart: UInt32 = 1 << 0
-    private static let chunkEnd: UInt32 = 1 << 1
-    private static let parent: UInt32 = 1 << 2
-    private static let root: UInt32 = 1 << 3
+    static let chunkStart: UInt32 = 1 << 0
+    static let chunkEnd: UInt32 = 1 << 1
+    static let parent: UInt32 = 1 << 2
+    static let root: UInt32 = 1 << 3
 
     private static func compress(
         _ cv: inout ChainingValue, _ block: Bytes64, counter: UInt64, blockLength: UInt32, flags: UInt32
@@ -261,7 +315,7 @@ public struct BLAKE3: Sendable {
     ///
     /// The rounds are unrolled, and round r reads the message words through the
     /// permutation applied r - 1 times instead of moving them between rounds.
-    private static func compress(
+    static func compress(
         _ cv: inout ChainingValue, _ block: MessageBlock, counter: UInt64, blockLength: UInt32, flags: UInt32
     ) {
         let m0 = block.w0, m1 = block.w1, m2 = block.w2, m3 = block.w3
@@ -537,7 +591,7 @@ private typealias Octet<T> = (T, T, T, T, T, T, T, T)
 private typealias Bytes64 = Octet<UInt64>
 
 /// Eight 32-bit words: a chaining value, the key (IV) or a 32-byte output.
-private struct ChainingValue: Sendable {
+struct ChainingValue: Sendable {
     var h0, h1, h2, h3, h4, h5, h6, h7: UInt32
 
     /// The BLAKE3 IV (the SHA-256 IV), the key of the default hashing mode.
@@ -561,7 +615,7 @@ private struct ChainingValue: Sendable {
 }
 
 /// The 16 message words of one block.
-private struct MessageBlock {
+struct MessageBlock {
     var w0, w1, w2, w3, w4, w5, w6, w7: UInt32
     var w8, w9, w10, w11, w12, w13, w14, w15: UInt32
 
@@ -580,7 +634,7 @@ private struct MessageBlock {
 
     /// Reads the 64 bytes of `bytes` as 16 little-endian words.
     @inline(__always)
-    init(_ bytes: Bytes64) {
+    fileprivate init(_ bytes: Bytes64) {
         let q0 = UInt64(littleEndian: bytes.0), q1 = UInt64(littleEndian: bytes.1)
         let q2 = UInt64(littleEndian: bytes.2), q3 = UInt64(littleEndian: bytes.3)
         let q4 = UInt64(littleEndian: bytes.4), q5 = UInt64(littleEndian: bytes.5)

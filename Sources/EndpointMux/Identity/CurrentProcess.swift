@@ -44,13 +44,17 @@ public enum ProcessFacts {
 extension DaemonIdentity {
     /// The identity of the calling process serving `endpoint`: its pid, canonical
     /// executable path, BLAKE3 of that file, the boot id and the current time.
+    ///
+    /// The executable is hashed once per process: later calls (more endpoints, a restarted
+    /// server) reuse the digest while the file's device, inode, size, modification and
+    /// change times are unchanged (see ``ExecutableHashCache``).
     /// - Throws: ``IdentityError`` when the executable cannot be resolved or read.
     public static func current(
         endpoint: IPCEndpoint, idleTimeoutSeconds: UInt32? = nil
     ) throws(IdentityError) -> DaemonIdentity {
         let path = try ProcessFacts.executablePath(of: getpid())
         return DaemonIdentity(
-            pid: UInt32(getpid()), executablePath: path, executableHash: try BLAKE3.hash(fileAtPath: path),
+            pid: UInt32(getpid()), executablePath: path, executableHash: try ExecutableHashCache.hash(fileAtPath: path),
             bootID: ProcessFacts.bootID(), endpoint: endpoint,
             startedAtUnixMilliseconds: ProcessFacts.unixMilliseconds(), idleTimeoutSeconds: idleTimeoutSeconds)
     }

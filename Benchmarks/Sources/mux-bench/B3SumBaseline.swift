@@ -1,0 +1,88 @@
+import EndpointMux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `b3sum --num-threads 1` on the same 16 MiB as `blake3.16MiB`, timed from outside the
+/// process: the median of 7 runs on the data minus the median of 7 runs on an empty file
+/// (process start-up), so the figure is the hashing alone.
+enum B3SumBaseline {
+    static func run(data: [UInt8], ours: Double) {
+        if let only = getenv("MUX_BENCH_ONLY").map({ String(cString: $0) }), !"blake3.16MiB".hasPrefix(only) { return }
+        let candidates: [String] = ["/usr/bin/b3sum", "/usr/local/bin/b3sum"]
+        guard let b3sum = candidates.first(where: { access($0, X_OK) == 0 }) else {
+            print("# baseline.b3sum.16MiB skipped: b3sum is not installed (apt-get install b3sum)")
+            return
+        }
+        let directory = "/tmp/mux-bench-\(getpid())"
+        mkdir(directory, 0o700)
+        defer { rmdir(directory) }
+        let dataPath = directory + "/data", emptyPath = directory + "/empty"
+        guard write(data, to: dataPath), write([], to: emptyPath) else {
+            print("# baseline.b3sum.16MiB skipped: cannot write \(directory)")
+            return
+        }
+        defer { unlink(dataPath); unlink(emptyPath) }
+        guard let expected = hashOutput(b3sum, dataPath), expected == DaemonIdentity.hex(BLAKE3.hash(data)) else {
+            print("# baseline.b3sum.16MiB skipped: b3sum disagrees or failed")
+            return
+        }
+        let full = median((0..<7).compactMap { _ in time(b3sum, dataPath) })
+        let startup = median((0..<7).compactMap { _ in time(b3sum, emptyPath) })
+        let hashing = max(1, full - startup)
+        print("BENCH baseline.b3sum.16MiB \(Bench.format(hashing)) 0")
+        print("# b3sum --num-threads 1 in its own process (allocations not counted): \(Bench.format(full / 1e6)) ms per run, \(Bench.format(startup / 1e6)) ms of it start-up on an empty file, subtracted")
+        print("MBPS baseline.b3sum.16MiB \(Bench.format(Double(data.count) / hashing * 1000))")
+        print("RATIO blake3.16MiB \(Bench.format(hashing / ours))x-throughput-of baseline.b3sum.16MiB")
+    }
+
+    private static func write(_ bytes: [UInt8], to path: String) -> Bool {
+        guard let file = fopen(path, "wb") else { return false }
+        defer { fclose(file) }
+        return bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) } == bytes.count
+    }
+
+    private static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
+    /// Wall time of `b3sum --num-threads 1 --no-names path` (output discarded).
+    private static func time(_ b3sum: String, _ path: String) -> Double? {
+        let start = Bench.nowNanoseconds()
+        guard spawn(b3sum, path, output: open("/dev/null", O_WRONLY)) != nil else { return nil }
+        return Double(Bench.nowNanoseconds() - start)
+    }
+
+    private static func hashOutput(_ b3sum: String, _ path: String) -> String? {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        guard spawn(b3sum, path, output: fds[1]) != nil else { close(fds[0]); return nil }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[..<n]
+        }
+        close(fds[0])
+        return String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).first.map(String.init)
+    }
+
+    /// Runs b3sum with stdout on `output` (closed here) and waits; nil on failure.
+    private static func spawn(_ b3sum: String, _ path: String, output: Int32) -> Int32? {
+        defer { close(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+        let arguments = [b3sum, "--num-threads", "1", "--no-names", path]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, b3sum, &actions, nil, &argv, environ) == 0 else { return nil }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status == 0 ? status : nil
+    }
+}
