@@ -7,10 +7,51 @@ import Glibc
 
 @main
 struct MuxCtl: ParsableCommand {
+    /// muxctl's version, the SDK's (see CHANGELOG.md).
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "muxctl",
         abstract: "Serve, probe and talk to EndpointMux endpoints (running-process v1 wire, JSON-FD control).",
+        discussion: MuxctlExit.summary,
+        version: version,
         subcommands: [Serve.self, Probe.self, Send.self, Control.self, Demo.self])
+}
+
+/// muxctl's exit statuses (documented in `--help` and the README; part of the SemVer API).
+enum MuxctlExit {
+    /// Success: the identity verified, the reply or the JSON-RPC result arrived.
+    static let ok: Int32 = 0
+    /// The answer arrived but failed: identity not verified, or an answer that is not a
+    /// valid frame or JSON-RPC response; also local failures (cannot read a file, …).
+    static let failed: Int32 = 1
+    /// `control`: the server answered with a JSON-RPC error (e.g. -32601 method not found).
+    static let errorAnswer: Int32 = 2
+    /// The server ended the connection before answering: an epitaph, or EOF without one.
+    static let closed: Int32 = 3
+    /// No answer in time or no connection: connect failed or timed out, or the deadline passed.
+    static let unreachable: Int32 = 4
+    /// The command line is wrong (ArgumentParser's EX_USAGE).
+    static let usage: Int32 = 64
+
+    static let summary = """
+        Exit status: 0 success; 1 answer failed (identity not verified, malformed answer, \
+        local error); 2 JSON-RPC error answer (control); 3 server closed the connection \
+        (epitaph or EOF); 4 connect failed or timed out, or no answer before --timeout; \
+        64 usage error.
+        """
+
+    /// The status for a client failure.
+    static func code(for error: ClientError) -> Int32 {
+        switch error {
+        case .connect, .timedOut: return unreachable
+        case .transport(.timedOut): return unreachable
+        case .epitaph, .peerClosed: return closed
+        case .transport(.peerClosed): return closed
+        case let .transport(.system(_, code)) where code == ECONNRESET || code == EPIPE: return closed
+        case .transport, .malformedAnswer, .verification, .identity: return failed
+        }
+    }
 }
 
 /// Lanes given as `0x7A63` or `31331`.

@@ -7,7 +7,8 @@ import Glibc
 
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Probe an endpoint and verify its identity; exit 0 only when it verifies.")
+        abstract: "Probe an endpoint and verify its identity; exit 0 only when it verifies.",
+        discussion: MuxctlExit.summary)
 
     @Option(help: "Service name: probe its running-process endpoint and verify against its identity file.")
     var name: String?
@@ -21,6 +22,7 @@ struct Probe: ParsableCommand {
         guard (name == nil) != (socket == nil) else { throw ValidationError("give exactly one of --name or --socket") }
         if name != nil, identity != nil { throw ValidationError("--identity goes with --socket") }
         if name == nil, runtimeDirectory != nil { throw ValidationError("--runtime-dir goes with --name") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     }
 
     func run() throws {
@@ -37,9 +39,14 @@ struct Probe: ParsableCommand {
             }
             let verified = try ProbeClient.probe(socketPath: socketPath, expected: expected, timeout: .milliseconds(timeout))
             report(verified, socketPath: socketPath, againstFile: expected != nil)
+        } catch let error as ValidationError {
+            throw error
+        } catch let error as ClientError {
+            printError("muxctl probe: NOT verified: \(error)")
+            throw ExitCode(MuxctlExit.code(for: error))
         } catch {
             printError("muxctl probe: NOT verified: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(MuxctlExit.failed)
         }
     }
 
