@@ -143,13 +143,13 @@ public struct EndpointMuxConfiguration: Sendable {
             legacyMode: mode,
             idleTimeout: idleTimeout.map(Self.duration),
             partialMessageTimeout: partialMessageTimeout.map(Self.duration),
-            // SwiftNIO cannot receive fds: a control message that declares some can never
-            // be completed, so the engine ends it at once (-32050 answer, rpc.epitaph).
-            fileDescriptorTimeout: .zero,
             epitaphLane: epitaphLane,
             drainTimeout: Self.duration(drainTimeout),
             maxLegacyMessageByteCount: maxLegacyMessageByteCount,
-            maxQueuedOutputByteCount: maxQueuedOutputByteCount)
+            maxQueuedOutputByteCount: maxQueuedOutputByteCount,
+            // SwiftNIO cannot receive fds: a control message that declares some can never
+            // be completed, so the engine ends it at once (-32050 answer, rpc.epitaph).
+            transportCarriesFileDescriptors: false)
     }
 
     static func duration(_ amount: TimeAmount) -> Duration { .nanoseconds(max(0, amount.nanoseconds)) }

@@ -60,7 +60,7 @@ import Testing
             ? .perMessage { $0.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes }
             : .reject
         var machine = ConnectionStateMachine(
-            mux: test.mux, options: ConnectionOptions(legacyMode: mode, fileDescriptorTimeout: .zero), now: now)
+            mux: test.mux, options: ConnectionOptions(legacyMode: mode, transportCarriesFileDescriptors: false), now: now)
         var outcome = Outcome(written: [], delivered: [])
         func settle() {
             for _ in 0..<100 {

@@ -111,5 +111,72 @@ extension FileDescriptorSuites {
                 #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) } == [Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance")])
             }
         }
-    }
+    
+        /// The consumer stops iterating (`break`): the connection ends with an OK epitaph
+        /// and the library closes the fd, which the daemon never touches again.
+        @Test(.timeLimit(.minutes(1)))
+        func aConsumerThatStopsIteratingEndsTheConnectionWithAnEpitaph() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(client) }
+                let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
+                try writeAll(client, try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: 1).encoded())
+                for await event in connection.events {
+                    if case .payload = event { break }
+                }
+                let (bytes, error) = try await onDedicatedThread { try readToEOF(client) }
+                #expect(error == nil)
+                #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.map(\.status) == [.ok])
+            }
+        }
+
+        /// Cancelling the consuming task ends the connection the same way.
+        @Test(.timeLimit(.minutes(1)))
+        func cancellingTheConsumingTaskEndsTheConnection() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(client) }
+                let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
+                let consumer = Task {
+                    var count = 0
+                    for await _ in connection.events { count += 1 }
+                    return count
+                }
+                try await Task.sleep(for: .milliseconds(20))
+                consumer.cancel()
+                let (bytes, error) = try await onDedicatedThread { try readToEOF(client) }
+                #expect(error == nil)
+                #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.map(\.status) == [.ok])
+                _ = await consumer.value
+            }
+        }
+
+        /// Connections are dropped and new sockets opened at once, again and again: as the
+        /// library owns and closes each fd, a late epitaph can never reach a socket that
+        /// reused the fd number.
+        @Test(.timeLimit(.minutes(1)))
+        func noWriteLandsOnAReusedFdNumber() async throws {
+            try await expectNoFileDescriptorLeaks {
+                var strangers: [(Int32, Int32)] = []
+                defer { for (a, b) in strangers { close(a); close(b) } }
+                for _ in 0..<100 {
+                    let (server, client) = try makeSocketPair()
+                    do {
+                        let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
+                        connection.close()
+                    }
+                    close(client)
+                    // Whatever fd numbers are free now get reused by unrelated sockets.
+                    strangers.append(try makeSocketPair())
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                for (a, b) in strangers {
+                    for fd in [a, b] {
+                        let leaked = try readAvailable(fd).bytes
+                        #expect(leaked.isEmpty, "an unrelated socket received \(leaked.count) bytes")
+                    }
+                }
+            }
+        }
+}
 }

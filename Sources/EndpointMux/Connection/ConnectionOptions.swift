@@ -67,6 +67,11 @@ public struct ConnectionOptions: Sendable {
     /// off the connection's loop (async handlers, a worker pool); past it the engine stops
     /// deciding input until work finishes. 256 by default.
     public var maxOutstandingWork: Int
+    /// Whether the transport can carry fds (`SCM_RIGHTS`); `false` for SwiftNIO, which
+    /// reads with `read(2)`. Then a control message that declares fds ends the connection
+    /// at once with ``EpitaphStatus/notSupported`` (a -32050 answer to a request, then an
+    /// `rpc.epitaph`) instead of waiting for fds that can never arrive.
+    public var transportCarriesFileDescriptors: Bool
 
     /// Creates options; see each property for its default.
     public init(
@@ -79,7 +84,8 @@ public struct ConnectionOptions: Sendable {
         maxLegacyMessageByteCount: Int = 16 * 1024 * 1024,
         receiveChunkByteCount: Int = 16 * 1024,
         maxQueuedOutputByteCount: Int = 1024 * 1024,
-        maxOutstandingWork: Int = 256
+        maxOutstandingWork: Int = 256,
+        transportCarriesFileDescriptors: Bool = true
     ) {
         self.legacyMode = legacyMode
         self.idleTimeout = idleTimeout
@@ -91,5 +97,6 @@ public struct ConnectionOptions: Sendable {
         self.receiveChunkByteCount = max(4096, receiveChunkByteCount)
         self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
         self.maxOutstandingWork = max(1, maxOutstandingWork)
+        self.transportCarriesFileDescriptors = transportCarriesFileDescriptors
     }
 }

@@ -459,7 +459,14 @@ package struct ConnectionStateMachine: Sendable {
                                         : .peerClosedMidMessage(bufferedByteCount: input.count)), now: now)
                     return
                 }
-                if case .needMoreFileDescriptors = verdict {
+                if case let .needMoreFileDescriptors(needed, _) = verdict {
+                    guard options.transportCarriesFileDescriptors else {
+                        failedInControl = true
+                        fail(Epitaph(status: .notSupported,
+                                     reason: "control message declared \(needed) fds; this transport cannot carry them"),
+                             now: now)
+                        return
+                    }
                     if fileDescriptorWaitSince == nil { fileDescriptorWaitSince = now }
                     partialSince = nil
                 } else if !input.isEmpty {
