@@ -2,6 +2,9 @@ import EndpointMux
 import LegacyAdaptersNIO
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// kvd on SwiftNIO. Before EndpointMux the pipeline was `[LineDecoder, KVLegacyHandler]`;
 /// the retrofit puts `EndpointMuxHandler` first (per-message legacy mode with the same line
@@ -17,13 +20,17 @@ enum KVNIO {
         let shared = UncheckedStore(store)
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            // Out of fds, `accept` fails at once on every wake-up: NIO's backoff handler
-            // stops reading the listener for a while instead (the synchronous `bind` does
-            // not add one by itself).
+            // Out of fds, `accept` fails at once on every wake-up. NIO's backoff handler
+            // (which the synchronous `bind` does not add by itself) delays the next read;
+            // `AcceptPause` also takes the listener out of the selector for that long,
+            // which the backoff alone does not when the failing accept was the first of
+            // its read.
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false, backoffProvider: { _ in acceptBackoff }))
+                    try channel.pipeline.syncOperations.addHandlers([
+                        AcceptPause(),
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false, backoffProvider: { _ in acceptBackoff }),
+                    ])
                 }
             }
             .childChannelInitializer { channel in
@@ -49,6 +56,33 @@ enum KVNIO {
             try? channel.close().wait()
             try? group.syncShutdownGracefully()
         }
+    }
+}
+
+/// Pauses the listener's `autoRead` for ``KVNIO/acceptBackoff`` when `accept` fails for
+/// want of fds (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`).
+///
+/// Why `AcceptBackoffHandler` is not enough on its own (swift-nio 2.101): when the first
+/// `accept` of a read fails, the channel's read stays pending, so NIO neither calls
+/// `read()` again (which the backoff handler would delay) nor leaves the selector: the
+/// listener stays readable and every wake-up fails again at once (a busy loop).
+/// Turning `autoRead` off unregisters it; turning it back on registers it again.
+final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Channel
+    typealias InboundOut = Channel
+    private var paused = false
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode), !paused,
+           let options = context.channel.syncOptions, (try? options.setOption(ChannelOptions.autoRead, value: false)) != nil {
+            paused = true
+            let channel = context.channel
+            context.eventLoop.assumeIsolated().scheduleTask(in: KVNIO.acceptBackoff) {
+                self.paused = false
+                try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+            }
+        }
+        context.fireErrorCaught(error)
     }
 }
 
