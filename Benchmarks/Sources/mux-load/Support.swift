@@ -215,6 +215,9 @@ final class ServerProcess {
     init(label: String, executable: String, arguments: [String], logPath: String) throws {
         self.label = label
         self.logPath = logPath
+        guard access(executable, X_OK) == 0 else {
+            throw LoadError("no executable \(executable): run `swift build -c release --product muxctl` and `--product kvd` at the top, or set ENDPOINTMUX_BIN")
+        }
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard logFD >= 0 else { throw LoadError("cannot create \(logPath): errno \(errno)") }
         defer { close(logFD) }
