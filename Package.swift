@@ -90,6 +90,16 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             swiftSettings: strict),
+        // One table of scripted inputs through every adapter (POSIX driver, AsyncConnection,
+        // NIO handler and decoder): the same bytes out, the same events in.
+        .testTarget(
+            name: "AdapterParityTests",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         // Real peers: running-process from PyPI and the release muxctl (scripts/test.sh prepares both).
         .testTarget(
             name: "InteropTests", dependencies: ["EndpointMux", "LegacyAdapters"],

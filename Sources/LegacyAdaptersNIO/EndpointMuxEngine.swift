@@ -324,6 +324,8 @@ final class EndpointMuxEngine {
         timerDeadline = nil
         let rest = pendingInput
         pendingInput = nil
+        // Answers queued before the takeover (a probe's) leave before the daemon takes over.
+        context.flush()
         context.fireUserInboundEventTriggered(EndpointMuxEvent.legacyTakeover)
         switch host {
         case .decoder:

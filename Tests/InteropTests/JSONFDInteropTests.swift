@@ -132,7 +132,7 @@ import LegacyAdapters
 
         let unknown = try await run(Peers.muxctl, ["control", "--socket", path, "nope"],
                                     environment: sandbox.environment, in: sandbox, label: "nope")
-        #expect(unknown.status == 0)
+        #expect(unknown.status == 2, "an error answer exits 2 (README, muxctl exit statuses)")
         #expect(unknown.output == #"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1}"# + "\n")
 
         server.closeInput()

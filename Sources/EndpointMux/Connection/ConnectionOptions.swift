@@ -72,6 +72,9 @@ public struct ConnectionOptions: Sendable {
     /// at once with ``EpitaphStatus/notSupported`` (a -32050 answer to a request, then an
     /// `rpc.epitaph`) instead of waiting for fds that can never arrive.
     public var transportCarriesFileDescriptors: Bool
+    /// After a sticky takeover, keep reading and deliver every chunk as a legacy message
+    /// (for adapters that own the socket, where the daemon cannot read it itself).
+    package var streamsAfterTakeover = false
 
     /// Creates options; see each property for its default.
     public init(

@@ -175,8 +175,9 @@ package struct ConnectionStateMachine: Sendable {
     private var wantsToRead: Bool {
         switch state {
         case .active: return !outputIsBackedUp && !endOfInput
+        case .legacyTakenOver: return options.streamsAfterTakeover && !outputIsBackedUp && !endOfInput
         case .draining: return !endOfInput
-        case .ending, .closing, .legacyTakenOver, .closed: return false
+        case .ending, .closing, .closed: return false
         }
     }
 
@@ -237,6 +238,9 @@ package struct ConnectionStateMachine: Sendable {
         guard !bytes.isEmpty || fileDescriptorCount > 0 else { return }
         switch state {
         case .active:
+            input.append(bytes)
+            apply(.received(byteCount: bytes.count, fileDescriptorCount: fileDescriptorCount), now: now)
+        case .legacyTakenOver where options.streamsAfterTakeover:
             input.append(bytes)
             apply(.received(byteCount: bytes.count, fileDescriptorCount: fileDescriptorCount), now: now)
         case .draining:
@@ -408,6 +412,10 @@ package struct ConnectionStateMachine: Sendable {
                 queuedFileDescriptorCount += fileDescriptorCount
                 lastActivity = now
                 decide(now: now)
+            case .legacyTakenOver where options.streamsAfterTakeover:
+                deliver(.legacyMessage(input.bytes))
+                input.removeAll()
+                discardFileDescriptors(fileDescriptorCount)
             default:
                 input.removeAll()
                 discardFileDescriptors(fileDescriptorCount)
@@ -421,6 +429,8 @@ package struct ConnectionStateMachine: Sendable {
                 decide(now: now)
             case let .draining(end, _):
                 finish(end)
+            case .legacyTakenOver where options.streamsAfterTakeover:
+                end(.inputEnded(.peerClosed), now: now)
             default:
                 break
             }
@@ -596,13 +606,21 @@ package struct ConnectionStateMachine: Sendable {
         end(.failure(epitaph), now: now)
     }
 
-    /// Ends now, or at the next input when this one delivered events the daemon may answer.
+    /// Ends now, or later when this turn delivered events the daemon may answer or the
+    /// daemon is still working on earlier ones.
     private mutating func end(_ ending: Ending, now: ContinuousClock.Instant) {
-        if deliveredSinceInput, case .active = state {
+        if deliveredSinceInput || outstandingWork > 0, isActiveOrTakenOver {
             state = .ending(ending, since: now)
             return
         }
         carryOut(ending, now: now)
+    }
+
+    private var isActiveOrTakenOver: Bool {
+        switch state {
+        case .active, .legacyTakenOver: true
+        default: false
+        }
     }
 
     private mutating func carryOut(_ ending: Ending, now: ContinuousClock.Instant) {

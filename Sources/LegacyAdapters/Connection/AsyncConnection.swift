@@ -23,6 +23,10 @@ import Darwin
 /// cancelled — or the connection is released, it ends with an ``EpitaphStatus/ok``
 /// epitaph.
 ///
+/// In ``LegacyMode/sticky`` mode the connection keeps the socket after
+/// ``ConnectionEvent/legacyTakeover(_:)``: the rest of the stream arrives as
+/// ``ConnectionEvent/legacyMessage(_:)`` chunks, as read, and answers go through ``send(bytes:)``.
+///
 /// ```swift
 /// let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: fd), mux: mux)
 /// for await event in connection.events {
@@ -95,6 +99,8 @@ public final class AsyncConnection: Sendable {
         let loop = group.next()
         let (stream, continuation) = AsyncStream<ConnectionEvent>.makeStream()
         let consumer = Consumer()
+        var options = options
+        options.streamsAfterTakeover = true  // the daemon cannot read the socket: the connection does
         let connection = LoopConnection(taking: fileDescriptor.release(), loop: loop, mux: mux, options: options) {
             connection, events in
             for event in events {
@@ -149,8 +155,6 @@ public final class AsyncConnection: Sendable {
         private let lock = NSLockLike()
         private var delivered = 0
         private var acknowledged = 0
-        private var reported = 0
-        private var reportScheduled = false
         private var stopped = false
         /// Set once in `init`, before the connection is registered; weak, as the loop
         /// holds the connection while it is open (and the connection holds this).
@@ -161,24 +165,12 @@ public final class AsyncConnection: Sendable {
         /// Called on the loop thread for every event yielded.
         func yielded() { lock.withLock { delivered += 1 } }
 
-        /// The consumer finished with one event; tells the loop (one task per batch).
+        /// The consumer finished with one event; tells the loop. One task per event, in
+        /// the same FIFO as the consumer's sends, so an acknowledgment never overtakes the
+        /// answer sent before it.
         func handled() {
-            let schedule = lock.withLock { () -> Bool in
-                acknowledged += 1
-                guard !reportScheduled else { return false }
-                reportScheduled = true
-                return true
-            }
-            guard schedule, let connection else { return }
-            connection.withDriver { [self] driver in
-                let count = lock.withLock { () -> Int in
-                    reportScheduled = false
-                    defer { reported = acknowledged }
-                    return acknowledged - reported
-                }
-                let now = ContinuousClock.now
-                for _ in 0..<count { driver.workFinished(now: now) }
-            }
+            lock.withLock { acknowledged += 1 }
+            connection?.withDriver { $0.workFinished(now: .now) }
         }
 
         /// The consumer is gone: close with an OK epitaph (once).
