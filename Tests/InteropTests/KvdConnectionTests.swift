@@ -91,6 +91,7 @@ import Testing
         #expect(afterGone == start)
         let shareAfterGone = try #require(await DaemonStats.cpuShare(pid, over: .seconds(1)))
         #expect(shareAfterGone < 0.05, "kvd \(adapter) used \(Int(shareAfterGone * 100)) % CPU after peers vanished")
+        print("kvd \(adapter): 200 half-closed clients, fds \(start) → \(after ?? -1), idle CPU \(share * 100) %; after 20 vanished peers fds \(afterGone ?? -1), CPU \(shareAfterGone * 100) %")
         daemon.signal(SIGTERM)
         #expect(await daemon.wait(timeout: .seconds(10)) == 0)
     }
@@ -128,6 +129,7 @@ import Testing
         #expect(after == originalStart)
         let share = try #require(await DaemonStats.cpuShare(pid, over: .seconds(1)))
         #expect(share < 0.05, "kvd --no-mux \(adapter) used \(Int(share * 100)) % CPU while idle")
+        print("kvd --no-mux \(adapter): fds \(originalStart) → \(after ?? -1), idle CPU \(share * 100) %")
         original.signal(SIGTERM)
         retrofit.signal(SIGTERM)
         #expect(await original.wait(timeout: .seconds(10)) == 0)
@@ -288,6 +290,7 @@ import Testing
         }
         #expect(timedOut == count)
         #expect(latest < .seconds(2), "\(adapter): the last partial connection closed after \(latest)")
+        print("kvd \(adapter) --partial-timeout-ms 1000: \(timedOut) of \(count) closed with TIMED_OUT, the last after \(latest)")
         healthy.write("GET x\n")
         #expect(healthy.read(until: 0x0A, deadline: .now + .seconds(5)) == Array("NOT_FOUND\n".utf8))
         daemon.signal(SIGTERM)
@@ -325,12 +328,14 @@ import Testing
         #expect(served.count > 10 && served.count < 100, "\(adapter): \(served.count) of 100 served while out of fds")
         // The served leave; every waiting client is then served.
         for index in served.reversed() { clients.remove(at: index) }
-        let deadline = ContinuousClock.now + .seconds(10)
+        let recoveryStart = ContinuousClock.now
+        let deadline = recoveryStart + .seconds(10)
         var late = 0
         for client in clients {
             if client.read(until: 0x0A, deadline: deadline) != Array("NOT_FOUND\n".utf8) { late += 1 }
         }
         #expect(late == 0, "\(adapter): \(late) of \(clients.count) waiting clients never served")
+        print("kvd \(adapter) under nofile=64: CPU \(share * 100) % while saturated, \(served.count) of 100 served at first, \(clients.count - late) of \(clients.count) waiting served after, in \(recoveryStart.duration(to: .now))")
         clients.removeAll()
         let fresh = try ScriptedClient(socketPath: socket)
         fresh.write("GET y\n")
