@@ -194,6 +194,8 @@ import Testing
         passed.append(takingRawValues: [ends[0]])
         try loader.send(.request(ControlRequest(method: "loadFrom", params: nil, id: .number(1))),
                         fileDescriptors: passed, deadline: .now + .seconds(5))
+        // The loader half-closes at once: its answer must still come (then EOF).
+        shutdown(loader.fileDescriptor, Int32(SHUT_WR))
         try await Task.sleep(for: .milliseconds(100))  // kvd now holds the pipe open
         try expectPrompt((0..<5).map { _ in try othersAnswered(socket, key: "loaded", expect: "NOT_FOUND\n") },
                          bound: bound, while: "loadFrom waits")
@@ -203,6 +205,8 @@ import Testing
         close(writer)
         let loaded = try loader.waitForResponse(.number(1), deadline: .now + .seconds(5))
         #expect(count(loaded) == .number(2))
+        let afterAnswer = Result { () throws(ClientError) in try loader.waitForResponse(.number(99), deadline: .now + .seconds(5)) }
+        if case .failure(.peerClosed) = afterAnswer {} else { Issue.record("expected EOF after the loadFrom answer, got \(afterAnswer)") }
         _ = try othersAnswered(socket, key: "loaded", expect: "VALUE yes\n")
 
         // dumpTo of more than 64 KiB into a pipe nobody reads (yet).
