@@ -67,7 +67,7 @@ private struct Even: Codable, Equatable {
         let parsed = try JSONValue(parsing: value.jsonText)
         #expect(try JSONValueDecoder().decode(Params.self, from: parsed) == sample)
         // Enums with associated values, optionals at the top, arrays of optionals.
-        let shapes: [Shape?] = [.circle(radius: 1.5), nil, .square(side: 2), .none]
+        let shapes: [Shape?] = [.circle(radius: 1.5), nil, .square(side: 2), Shape.none]
         #expect(try JSONValue(encoding: shapes).decode([Shape?].self) == shapes)
         #expect(try JSONValue(encoding: Int?.none) == .null)
         #expect(try JSONValue.null.decode(Int?.self) == nil)

@@ -87,8 +87,18 @@ package struct ReceiveBuffer: Sendable {
             head = 0
         }
         if storage.count - tail < minimumSpace {
+            // New storage is not zero-filled: only bytes a read wrote are ever looked at.
             let grown = max(tail + minimumSpace, storage.count * 2)
-            storage += [UInt8](repeating: 0, count: grown - storage.count)
+            let live = tail
+            let old = storage
+            storage = [UInt8](unsafeUninitializedCapacity: grown) { buffer, initialized in
+                if live > 0, let base = buffer.baseAddress {
+                    old.withUnsafeBufferPointer { source in
+                        if let from = source.baseAddress { base.update(from: from, count: live) }
+                    }
+                }
+                initialized = grown
+            }
         }
     }
 }

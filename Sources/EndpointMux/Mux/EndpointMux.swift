@@ -124,15 +124,10 @@ public struct EndpointMux: Sendable {
         }
         let lane = view.payloadProtocol
         if lane == .identityProbe {
-            let request: ProbeRequest
-            do { request = try ProbeRequest(validating: view, in: buffer) } catch { throw .malformedProbe(error) }
-            do {
-                return .probeAnswered(
-                    reply: try responder.answer(request, maxBodyByteCount: limits.maxFrameBodyByteCount),
-                    consumed: consumed)
-            } catch {
-                throw .framing(error)
-            }
+            // Validated and answered straight from the buffer: one allocation, the answer.
+            return .probeAnswered(
+                reply: try responder.answer(probe: view, in: buffer, maxBodyByteCount: limits.maxFrameBodyByteCount),
+                consumed: consumed)
         }
         if lane.isFirstParty { throw .unexpectedFirstPartyFrame(payloadProtocol: lane) }
         guard serves(lane) else { throw .unservedPayloadProtocol(payloadProtocol: lane) }
