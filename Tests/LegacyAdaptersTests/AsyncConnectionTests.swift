@@ -142,7 +142,8 @@ extension FileDescriptorSuites {
                     for await _ in connection.events { count += 1 }
                     return count
                 }
-                try await Task.sleep(for: .milliseconds(20))
+                // (a thread of its own: Task.sleep would make the runtime open a timer fd)
+                _ = try await onDedicatedThread { usleep(20_000) }
                 consumer.cancel()
                 let (bytes, error) = try await onDedicatedThread { try readToEOF(client) }
                 #expect(error == nil)
@@ -169,7 +170,7 @@ extension FileDescriptorSuites {
                     // Whatever fd numbers are free now get reused by unrelated sockets.
                     strangers.append(try makeSocketPair())
                 }
-                try await Task.sleep(for: .milliseconds(300))
+                _ = try await onDedicatedThread { usleep(300_000) }
                 for (a, b) in strangers {
                     for fd in [a, b] {
                         let leaked = try readAvailable(fd).bytes

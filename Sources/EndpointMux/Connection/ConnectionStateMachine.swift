@@ -152,6 +152,19 @@ package struct ConnectionStateMachine: Sendable {
         return action
     }
 
+    /// Exchanges the pending actions, in order, with `buffer` (which should be empty): the
+    /// adapter takes a whole batch with one access and gives back its emptied storage.
+    package mutating func swapActions(_ buffer: inout [Action]) {
+        if actionIndex > 0 {
+            actions.removeFirst(actionIndex)
+            actionIndex = 0
+        }
+        swap(&actions, &buffer)
+    }
+
+    /// Whether actions are pending.
+    package var hasActions: Bool { actionIndex < actions.count }
+
     /// What the adapter waits for.
     package var interest: ConnectionInterest {
         ConnectionInterest(read: wantsToRead, write: unwrittenByteCount > 0, deadline: nextDeadline)

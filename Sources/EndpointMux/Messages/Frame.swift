@@ -122,10 +122,18 @@ public struct Frame: Hashable, Sendable {
     /// Header and body, ready to write, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
     public func encoded(maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) -> [UInt8] {
-        let result = withFields { fields, payload in
-            Result { () throws(FramingError) in try fields.encodedFrame(payload: payload, maxBodyByteCount: maxBodyByteCount) }
+        // No `Result` in between: its generic metadata would be looked up on every call.
+        var failure: FramingError?
+        let bytes: [UInt8] = withFields { fields, payload in
+            do throws(FramingError) {
+                return try fields.encodedFrame(payload: payload, maxBodyByteCount: maxBodyByteCount)
+            } catch {
+                failure = error
+                return []
+            }
         }
-        return try result.get()
+        if let failure { throw failure }
+        return bytes
     }
 
     /// Appends the whole frame (header and body) to `buffer`, such as a connection's

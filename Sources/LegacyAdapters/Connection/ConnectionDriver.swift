@@ -46,6 +46,8 @@ public final class ConnectionDriver {
     /// Fds of the send being executed.
     private var sending = FileDescriptorQueue()
     private var events: [ConnectionEvent] = []
+    /// The machine's actions being executed (storage reused between batches).
+    private var batch: [ConnectionStateMachine.Action] = []
     private var transportError: TransportError?
 
     /// `recvmsg` calls per ``handle(revents:now:)`` at most (then poll again; level-triggered).
@@ -198,7 +200,9 @@ public final class ConnectionDriver {
 
     /// Carries out the machine's actions, in order.
     private func execute() {
-        while let action = machine.nextAction() {
+        guard machine.hasActions else { return }
+        machine.swapActions(&batch)
+        for action in batch {
             switch action {
             case let .deliver(event):
                 switch event {
@@ -222,6 +226,7 @@ public final class ConnectionDriver {
                 shutdown(fileDescriptor, Int32(SHUT_WR))
             }
         }
+        batch.removeAll(keepingCapacity: batch.capacity <= 64)
     }
 }
 
