@@ -333,4 +333,23 @@ import Testing
         #expect(h.machine.queuedFileDescriptorCount == 0)
         #expect(h.closedEnd == .peerClosed)
     }
+
+    @Test func aTurnDeliversABoundedNumberOfEventsSoAnswersCountBeforeMore() {
+        var h = Harness(mux: Self.mux(detector: .lineBased()),
+                        options: ConnectionOptions(legacyMode: Self.lines.legacyMode, maxQueuedOutputByteCount: 10_000,
+                                                   maxEventsPerTurn: 8))
+        h.receive(Array(String(repeating: "GET k\n", count: 100).utf8), flush: false)
+        #expect(h.outputs.count == 8, "one turn delivers at most 8 events")
+        #expect(!h.machine.interest.read && h.machine.interest.deadline == h.now, "paused: call again at once")
+        // The daemon answers each with 2,000 bytes (unwritten: the peer does not read).
+        for _ in 0..<8 { h.sendLine(String(repeating: "v", count: 1999) + "\n") }
+        h.turn()
+        h.machine.tick(now: h.now)
+        h.drain()
+        let delivered = h.outputs.filter { if case .legacy = $0 { true } else { false } }.count
+        #expect(delivered == 8, "answers past the cap stop deciding (\(delivered) delivered)")
+        // The peer reads everything: deciding resumes, a turn at a time.
+        for _ in 0..<40 { h.turn(); h.written(); h.machine.tick(now: h.now); h.drain() }
+        #expect(h.outputs.filter { if case .legacy = $0 { true } else { false } }.count == 100)
+    }
 }

@@ -347,4 +347,38 @@ import Testing
         daemon.signal(SIGTERM)
         #expect(await daemon.wait(timeout: .seconds(10)) == 0)
     }
+
+    // MARK: - Memory bounded whatever the peer sends
+
+    /// Resident memory of a process, from /proc/PID/status.
+    static func residentBytes(_ pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+        }
+        return nil
+    }
+
+    /// 8,000 pipelined `GET`s of a 60 KB value that the client never reads: the engine stops
+    /// deciding once answers back up, so kvd grows by far less than the 480 MB of answers.
+    @Test(.timeLimit(.minutes(2)), arguments: Adapter.allCases)
+    func unreadAnswersDoNotGrowMemory(adapter: Adapter) async throws {
+        let sandbox = try Sandbox()
+        let (daemon, socket) = try await start(adapter, in: sandbox, label: "kvd-mem-\(adapter)")
+        defer { daemon.signal(SIGKILL) }
+        let pid = daemon.process.processIdentifier
+        let setter = try ScriptedClient(socketPath: socket)
+        setter.write("SET big " + String(repeating: "v", count: 60_000) + "\n")
+        _ = setter.read(until: UInt8(ascii: "\n"), deadline: .now + .seconds(10))
+        let before = try #require(Self.residentBytes(pid))
+        let greedy = try ScriptedClient(socketPath: socket)
+        let requests = Array(String(repeating: "GET big\n", count: 8000).utf8)
+        greedy.write(requests)  // 64 KB: fits the socket buffers, so this does not block
+        try await Task.sleep(for: .seconds(3))
+        let after = try #require(Self.residentBytes(pid))
+        let grown = after - before
+        print("kvd \(adapter): 8,000 unread 60 KB answers grew RSS by \(grown / 1024) KiB")
+        #expect(grown < 64 * 1024 * 1024, "kvd \(adapter) grew by \(grown) bytes")
+        withExtendedLifetime(greedy) {}
+    }
 }

@@ -67,6 +67,11 @@ public struct ConnectionOptions: Sendable {
     /// off the connection's loop (async handlers, a worker pool); past it the engine stops
     /// deciding input until work finishes. 256 by default.
     public var maxOutstandingWork: Int
+    /// Events delivered per adapter call at most (64 by default): then deciding pauses
+    /// until the next call, by which time the daemon's answers to them are queued and
+    /// count against ``maxQueuedOutputByteCount``. Bounds memory when a peer pipelines
+    /// requests with large answers and never reads.
+    public var maxEventsPerTurn: Int
     /// Whether the transport can carry fds (`SCM_RIGHTS`); `false` for SwiftNIO, which
     /// reads with `read(2)`. Then a control message that declares fds ends the connection
     /// at once with ``EpitaphStatus/notSupported`` (a -32050 answer to a request, then an
@@ -88,6 +93,7 @@ public struct ConnectionOptions: Sendable {
         receiveChunkByteCount: Int = 16 * 1024,
         maxQueuedOutputByteCount: Int = 1024 * 1024,
         maxOutstandingWork: Int = 256,
+        maxEventsPerTurn: Int = 64,
         transportCarriesFileDescriptors: Bool = true
     ) {
         self.legacyMode = legacyMode
@@ -100,6 +106,7 @@ public struct ConnectionOptions: Sendable {
         self.receiveChunkByteCount = max(4096, receiveChunkByteCount)
         self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
         self.maxOutstandingWork = max(1, maxOutstandingWork)
+        self.maxEventsPerTurn = max(1, maxEventsPerTurn)
         self.transportCarriesFileDescriptors = transportCarriesFileDescriptors
     }
 }

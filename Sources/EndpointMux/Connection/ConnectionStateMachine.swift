@@ -123,6 +123,11 @@ package struct ConnectionStateMachine: Sendable {
     private var jsonRPCCode = JSONRPCErrorObject.fileDescriptorErrorCode
     /// Events delivered in the current turn (an end found now is deferred).
     private var deliveredSinceInput = false
+    /// Events delivered in the current turn; at ``ConnectionOptions/maxEventsPerTurn``
+    /// deciding pauses until the next turn, after the daemon has answered them.
+    private var deliveredInTurn = 0
+    /// Deciding paused with input still buffered (resumed by the next turn).
+    private var decidingPaused = false
     /// The instant of the current turn.
     private var turn: ContinuousClock.Instant
     /// Events the daemon is still working on (answers may follow): a deferred end waits
@@ -187,7 +192,7 @@ package struct ConnectionStateMachine: Sendable {
 
     private var wantsToRead: Bool {
         switch state {
-        case .active: return !outputIsBackedUp && !endOfInput
+        case .active: return !outputIsBackedUp && !endOfInput && !decidingPaused
         case .legacyTakenOver: return options.streamsAfterTakeover && !outputIsBackedUp && !endOfInput
         case .draining: return !endOfInput
         case .ending, .closing, .closed: return false
@@ -206,6 +211,7 @@ package struct ConnectionStateMachine: Sendable {
     private var nextDeadline: ContinuousClock.Instant? {
         switch state {
         case .active:
+            if decidingPaused { return turn }  // call again: the next turn decides on
             var deadline: ContinuousClock.Instant?
             func earliest(_ candidate: ContinuousClock.Instant) {
                 deadline = min(deadline ?? candidate, candidate)
@@ -389,6 +395,11 @@ package struct ConnectionStateMachine: Sendable {
         if now > turn {
             turn = now
             deliveredSinceInput = false
+            deliveredInTurn = 0
+            if decidingPaused, case .active = state {
+                decidingPaused = false
+                decide(now: now)
+            }
         }
         if case let .ending(ending, since) = state, now > since, outstandingWork == 0 {
             carryOut(ending, now: now)
@@ -457,8 +468,14 @@ package struct ConnectionStateMachine: Sendable {
             return
         }
         while case .active = state {
-            // Bounded by construction: while answers back up, nothing more is decided.
+            // Bounded by construction: while answers back up, nothing more is decided; and
+            // a turn delivers a bounded number of events, so the daemon's answers to them
+            // are counted before more is decided.
             if outputIsBackedUp { return }
+            if deliveredInTurn >= options.maxEventsPerTurn {
+                decidingPaused = true
+                return
+            }
             if input.isEmpty && !endOfInput && session.waitingControlMessage == nil { break }
             let verdict: MuxVerdict
             do {
@@ -594,6 +611,7 @@ package struct ConnectionStateMachine: Sendable {
 
     private mutating func deliver(_ event: Event) {
         deliveredSinceInput = true
+        deliveredInTurn += 1
         actions.append(.deliver(event))
     }
 

@@ -186,7 +186,12 @@ package final class MuxEventLoop: @unchecked Sendable {
                     update(source)
                 }
             }
-            while let due = timers.popDue(now: now) {
+            // Take the due timers first: a source that asks to be called again at once
+            // (a deferred end, a paused turn) runs in the next iteration, at a later
+            // instant, instead of spinning here with this one.
+            var due: [DeadlineHeap.Entry] = []
+            while let entry = timers.popDue(now: now) { due.append(entry) }
+            for due in due {
                 guard let entry = scheduled[due.fd], entry.generation == due.generation,
                       let source = sources[due.fd] else { continue }
                 scheduled[due.fd] = nil
