@@ -27,6 +27,13 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))
         }
         let pid = daemon.process.processIdentifier
+        // The readiness check's connection is served first (one connection at a time):
+        // count fds once it and a warm-up exchange are over.
+        let warmup = try ScriptedClient(socketPath: socket)
+        warmup.write("warm\n")
+        warmup.halfClose()
+        _ = warmup.readToEnd(deadline: .now + .seconds(5))
+        try await Task.sleep(for: .milliseconds(300))
         let start = try #require(DaemonStats.openFileDescriptors(pid))
         for round in 0..<200 {
             let (text, expected) = round.isMultiple(of: 2)

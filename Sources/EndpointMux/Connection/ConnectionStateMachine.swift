@@ -170,6 +170,13 @@ package struct ConnectionStateMachine: Sendable {
     /// Whether actions are pending.
     package var hasActions: Bool { actionIndex < actions.count }
 
+    /// ``interest`` and ``isClosed`` through a mutating (in-place) access: an adapter class
+    /// holding the machine reads them without copying the whole machine, as a getter call
+    /// across modules may.
+    package mutating func status() -> (interest: ConnectionInterest, isClosed: Bool) {
+        (interest, isClosed)
+    }
+
     /// What the adapter waits for.
     package var interest: ConnectionInterest {
         ConnectionInterest(read: wantsToRead, write: unwrittenByteCount > 0, deadline: nextDeadline)

@@ -46,6 +46,9 @@ public final class ConnectionDriver {
     /// Fds of the send being executed.
     private var sending = FileDescriptorQueue()
     private var events: [ConnectionEvent] = []
+    /// The machine's interest and end, refreshed after every input (read without copying
+    /// the machine).
+    private var current: (interest: ConnectionInterest, isClosed: Bool)
     /// The machine's actions being executed (storage reused between batches).
     private var batch: [ConnectionStateMachine.Action] = []
     private var transportError: TransportError?
@@ -58,16 +61,18 @@ public final class ConnectionDriver {
     public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
                 now: ContinuousClock.Instant = .now) {
         self.fileDescriptor = fileDescriptor
-        self.machine = ConnectionStateMachine(mux: mux, options: options, now: now)
+        var machine = ConnectionStateMachine(mux: mux, options: options, now: now)
+        self.current = machine.status()
+        self.machine = machine
     }
 
     /// What to wait for before the next ``handle(revents:now:)``: readability,
     /// writability, and the latest instant to call (``ConnectionInterest/pollEvents`` and
     /// ``ConnectionInterest/pollTimeout(now:)`` give `poll(2)`'s arguments).
-    public var interest: ConnectionInterest { machine.interest }
+    public var interest: ConnectionInterest { current.interest }
 
     /// Whether the connection is over (``ConnectionEvent/closed(_:)`` was returned).
-    public var isClosed: Bool { machine.isClosed }
+    public var isClosed: Bool { current.isClosed }
 
     /// The one call after every wake-up: writes queued output, reads what arrived when
     /// `revents` says readable (or hung up, or in error), runs the timers, and returns
@@ -76,7 +81,7 @@ public final class ConnectionDriver {
     public func handle(revents: Int16 = 0, now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
         flush(now: now)
         if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(now: now) }
-        if let deadline = machine.interest.deadline, deadline <= now {
+        if let deadline = current.interest.deadline, deadline <= now {
             machine.tick(now: now)
             execute()
         }
@@ -131,7 +136,10 @@ public final class ConnectionDriver {
     // MARK: - Work off the loop (adapters in this module)
 
     /// The daemon took an event to work on elsewhere: ends wait for ``workFinished(now:)``.
-    func workStarted() { machine.workStarted() }
+    func workStarted() {
+        machine.workStarted()
+        execute()
+    }
 
     /// Work started with ``workStarted()`` is done (its answer was sent first).
     func workFinished(now: ContinuousClock.Instant) {
@@ -170,7 +178,7 @@ public final class ConnectionDriver {
 
     private func read(now: ContinuousClock.Instant) {
         var reads = 0
-        while reads < Self.maxReadsPerCall, machine.interest.read {
+        while reads < Self.maxReadsPerCall, current.interest.read {
             reads += 1
             var last = ConnectionStateMachine.ReadResult.wouldBlock
             do {
@@ -200,8 +208,8 @@ public final class ConnectionDriver {
 
     /// Carries out the machine's actions, in order.
     private func execute() {
-        guard machine.hasActions else { return }
         machine.swapActions(&batch)
+        current = machine.status()  // every change of the machine ends here
         for action in batch {
             switch action {
             case let .deliver(event):
