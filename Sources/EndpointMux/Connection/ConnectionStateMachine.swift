@@ -352,6 +352,20 @@ package struct ConnectionStateMachine: Sendable {
         return true
     }
 
+    /// The daemon's bytes (no fds), for an adapter that queues output itself: counts them
+    /// as unwritten output and returns them to be written at once. Returns nil when the
+    /// connection no longer takes output, or when earlier actions are still pending (then
+    /// the bytes are queued as a `.write` action behind them, keeping the order).
+    package mutating func admit(_ bytes: [UInt8]) -> [UInt8]? {
+        guard acceptsOutput, !bytes.isEmpty else { return nil }
+        guard actionIndex >= actions.count else {
+            queueWrite(bytes)
+            return nil
+        }
+        unwrittenByteCount += bytes.count
+        return bytes
+    }
+
     /// Queues raw bytes (e.g. a legacy reply). Returns false when the connection no longer
     /// takes output.
     package mutating func send(bytes: [UInt8]) -> Bool {

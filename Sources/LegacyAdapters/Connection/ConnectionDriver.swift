@@ -46,9 +46,17 @@ public final class ConnectionDriver {
     /// Fds of the send being executed.
     private var sending = FileDescriptorQueue()
     private var events: [ConnectionEvent] = []
-    /// The machine's interest and end, refreshed after every input (read without copying
-    /// the machine).
+    /// The machine's interest and end, read through one in-place access when asked for
+    /// after a change (a getter across modules would copy the whole machine).
     private var current: (interest: ConnectionInterest, isClosed: Bool)
+    private var statusIsStale = false
+    private var status: (interest: ConnectionInterest, isClosed: Bool) {
+        if statusIsStale {
+            current = machine.status()
+            statusIsStale = false
+        }
+        return current
+    }
     /// The machine's actions being executed (storage reused between batches).
     private var batch: [ConnectionStateMachine.Action] = []
     private var transportError: TransportError?
@@ -69,10 +77,10 @@ public final class ConnectionDriver {
     /// What to wait for before the next ``handle(revents:now:)``: readability,
     /// writability, and the latest instant to call (``ConnectionInterest/pollEvents`` and
     /// ``ConnectionInterest/pollTimeout(now:)`` give `poll(2)`'s arguments).
-    public var interest: ConnectionInterest { current.interest }
+    public var interest: ConnectionInterest { status.interest }
 
     /// Whether the connection is over (``ConnectionEvent/closed(_:)`` was returned).
-    public var isClosed: Bool { current.isClosed }
+    public var isClosed: Bool { status.isClosed }
 
     /// The one call after every wake-up: writes queued output, reads what arrived when
     /// `revents` says readable (or hung up, or in error), runs the timers, and returns
@@ -81,7 +89,7 @@ public final class ConnectionDriver {
     public func handle(revents: Int16 = 0, now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
         flush(now: now)
         if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(now: now) }
-        if let deadline = current.interest.deadline, deadline <= now {
+        if let deadline = status.interest.deadline, deadline <= now {
             machine.tick(now: now)
             execute()
         }
@@ -96,8 +104,7 @@ public final class ConnectionDriver {
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when it exceeds the cap;
     ///   nothing is queued then (the connection stays usable).
     public func send(_ frame: Frame) throws(FramingError) {
-        _ = try machine.send(frame)
-        execute()
+        write(try frame.encoded(maxBodyByteCount: machine.mux.limits.maxFrameBodyByteCount))
     }
 
     /// Queues a control message (a response or notification) with `fileDescriptors`,
@@ -119,8 +126,17 @@ public final class ConnectionDriver {
 
     /// Queues raw bytes (e.g. a legacy reply).
     public func send(bytes: [UInt8]) {
-        _ = machine.send(bytes: bytes)
-        execute()
+        write(bytes)
+    }
+
+    /// The daemon's fd-less output: admitted (counted) by the machine, queued at once.
+    private func write(_ bytes: [UInt8]) {
+        if let admitted = machine.admit(bytes) {
+            output.enqueue(admitted)
+            statusIsStale = true
+        } else {
+            execute()
+        }
     }
 
     /// Ends the connection from the daemon's side: `epitaph` (v1 framing, an `rpc.epitaph`
@@ -178,7 +194,7 @@ public final class ConnectionDriver {
 
     private func read(now: ContinuousClock.Instant) {
         var reads = 0
-        while reads < Self.maxReadsPerCall, current.interest.read {
+        while reads < Self.maxReadsPerCall, status.interest.read {
             reads += 1
             var last = ConnectionStateMachine.ReadResult.wouldBlock
             do {
@@ -209,7 +225,7 @@ public final class ConnectionDriver {
     /// Carries out the machine's actions, in order.
     private func execute() {
         machine.swapActions(&batch)
-        current = machine.status()  // every change of the machine ends here
+        statusIsStale = true  // every change of the machine ends here
         for action in batch {
             switch action {
             case let .deliver(event):
@@ -226,7 +242,11 @@ public final class ConnectionDriver {
                     events.append(.closed(ConnectionEnd(end, transportError: transportError)))
                 }
             case let .write(bytes, count):
-                output.enqueue(bytes, fileDescriptors: sending.dequeue(count))
+                if count == 0 {
+                    output.enqueue(bytes)
+                } else {
+                    output.enqueue(bytes, fileDescriptors: sending.dequeue(count))
+                }
             case let .closeReceivedFileDescriptors(count):
                 var unclaimed = received.dequeue(count)
                 unclaimed.closeAll()

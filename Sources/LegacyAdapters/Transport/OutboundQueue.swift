@@ -94,7 +94,7 @@ public struct OutboundQueue: ~Copyable, Sendable {
     ) {
         let fdCount = fileDescriptors.count
         guard !bytes.isEmpty || fdCount > 0 else { return }
-        fds.append(takingRawValues: fileDescriptors.releaseAll())
+        if fdCount > 0 { fds.append(takingRawValues: fileDescriptors.releaseAll()) }
         messages.append(Message(bytes: bytes, bytesSent: 0, fileDescriptorsLeft: fdCount))
         pendingByteCount += bytes.count
     }
