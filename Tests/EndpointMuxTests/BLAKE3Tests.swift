@@ -222,20 +222,9 @@ private enum B3Sum {
 
     /// Runs `b3sum --no-names path` and parses the 32-byte hex digest.
     static func digest(ofFileAtPath path: String) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try executable())
-        process.arguments = ["--no-names", path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "b3sum exited with status \(process.terminationStatus) on \(path)")
-        }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let digest = bytes(fromHex: text), digest.count == BLAKE3.outputByteCount else {
-            throw Failure(description: "unexpected b3sum output \"\(text)\" for \(path)")
+        let digests = try digests(ofFilesAtPaths: [path])
+        guard digests.count == 1, let digest = digests.first else {
+            throw Failure(description: "b3sum printed \(digests.count) digests for \(path)")
         }
         return digest
     }

@@ -52,8 +52,7 @@ package final class LoopConnection: LoopSource, @unchecked Sendable {
         guard !isFinished else { return }
         body(driver)
         let now = ContinuousClock.now
-        driver.flush(now: now)
-        deliver(driver.handle(revents: 0, now: now), now: now)
+        deliver(driver.handle(revents: 0, now: now), now: now)  // writes what `body` queued
         loop.update(self)
     }
 
