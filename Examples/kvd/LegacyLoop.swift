@@ -210,34 +210,42 @@ final class Connection {
     // MARK: The retrofit: poll on the driver's interest, make its one call, answer the events.
 
     private func pump(_ driver: ConnectionDriver, revents: Int16, now: ContinuousClock.Instant) -> Bool {
-        answer(driver.handle(revents: revents, now: now), driver: driver) && !driver.isClosed
+        var open = true
+        driver.handle(revents: revents, now: now) { event in
+            if open { open = answer(event, driver: driver) }
+        }
+        return open && !driver.isClosed
     }
 
     private func answer(_ events: [ConnectionEvent], driver: ConnectionDriver) -> Bool {
-        for event in events {
-            if case .closed = event {
-                cancelWork()
-                return false
+        for event in events where !answer(event, driver: driver) { return false }
+        return true
+    }
+
+    /// Answers one event; false when the connection is over.
+    private func answer(_ event: ConnectionEvent, driver: ConnectionDriver) -> Bool {
+        if case .closed = event {
+            cancelWork()
+            return false
+        }
+        if work != nil {
+            backlog.append(event)
+            return true
+        }
+        switch event {
+        case let .legacyMessage(line):
+            driver.send(bytes: Array(store.execute(String(decoding: line.dropLast(), as: UTF8.self)).utf8) + [0x0A])
+        case let .payload(frame) where frame.kind == .request:
+            let reply = store.execute(String(decoding: frame.payload, as: UTF8.self))
+            try? driver.send(frame.response(payload: Array(reply.utf8)))
+        case let .control(received):
+            switch KVControl.start(received, store: store) {
+            case let .reply(reply)?: driver.send(reply)
+            case let .work(started)?: work = started
+            case nil: break
             }
-            if work != nil {
-                backlog.append(event)
-                continue
-            }
-            switch event {
-            case let .legacyMessage(line):
-                driver.send(bytes: Array(store.execute(String(decoding: line.dropLast(), as: UTF8.self)).utf8) + [0x0A])
-            case let .payload(frame) where frame.kind == .request:
-                let reply = store.execute(String(decoding: frame.payload, as: UTF8.self))
-                try? driver.send(frame.response(payload: Array(reply.utf8)))
-            case let .control(received):
-                switch KVControl.start(received, store: store) {
-                case let .reply(reply)?: driver.send(reply)
-                case let .work(started)?: work = started
-                case nil: break
-                }
-            case .payload, .legacyTakeover, .closed:
-                continue
-            }
+        case .payload, .legacyTakeover, .closed:
+            break
         }
         return true
     }

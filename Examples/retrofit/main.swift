@@ -42,7 +42,7 @@ func serve(_ fd: Int32) {
     while !driver.isClosed {
         var pollFD = pollfd(fd: fd, events: driver.interest.pollEvents, revents: 0)
         _ = poll(&pollFD, 1, driver.interest.pollTimeout(now: .now))
-        for event in driver.handle(revents: pollFD.revents) {    // probes are answered inside
+        driver.handle(revents: pollFD.revents) { event in      // probes are answered inside
             switch event {
             case let .legacyMessage(line):        // the old protocol, as before
                 driver.send(bytes: oldProtocolReply(Array(line.dropLast())) + [0x0A])
@@ -55,7 +55,7 @@ func serve(_ fd: Int32) {
             case .legacyTakeover, .closed:
                 break
             }
-        }
+        }                                          // answers are written before it returns
     }
     close(fd)
 }

@@ -78,3 +78,24 @@ int endpointmux_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int ti
 }
 int endpointmux_eventfd(void) { errno = ENOSYS; return -1; }
 #endif
+
+#include <pthread.h>
+#include <stdlib.h>
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok = 0;
+static __thread void *scratch_buffer = NULL;
+
+static void scratch_make_key(void) { scratch_key_ok = pthread_key_create(&scratch_key, free) == 0; }
+
+void *endpointmux_thread_scratch(void) {
+    if (scratch_buffer != NULL) return scratch_buffer;
+    pthread_once(&scratch_once, scratch_make_key);
+    if (!scratch_key_ok) return NULL;
+    void *buffer = malloc(ENDPOINTMUX_SCRATCH_BYTES);
+    if (buffer == NULL) return NULL;
+    if (pthread_setspecific(scratch_key, buffer) != 0) { free(buffer); return NULL; }
+    scratch_buffer = buffer;
+    return buffer;
+}

@@ -267,6 +267,43 @@ import Testing
         #expect(h.machine.receiveStorageByteCount == 0, "the receive buffer is released once drained")
     }
 
+    @Test func aScratchReadKeepsOnlyWhatItReceived() throws {
+        let options = ConnectionOptions(legacyMode: .perMessage({ bytes in
+            bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
+        }))
+        var h = Harness(mux: Self.mux(detector: .lineBased()), options: options)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer { scratch.deallocate() }
+        func read(_ text: String) {
+            h.turn()
+            h.machine.receive(now: h.now, scratch: scratch) { space in
+                let bytes = Array(text.utf8)
+                space.copyBytes(from: bytes)
+                return .received(byteCount: bytes.count, fileDescriptorCount: 0)
+            }
+            h.drain()
+        }
+        read("one\ntwo\nth")
+        #expect(h.outputs == [.legacy(Array("one\n".utf8)), .legacy(Array("two\n".utf8))])
+        #expect(h.machine.bufferedByteCount == 2)
+        #expect(h.machine.receiveStorageByteCount == 10, "storage the size of what was read, not a read-sized chunk")
+        // With input buffered, the next read goes to the connection's storage (after the 2 bytes).
+        h.turn()
+        var offered = 0
+        h.machine.receive(now: h.now, scratch: scratch) { space in
+            offered = space.count
+            space.copyBytes(from: Array("ree\n".utf8))
+            return .received(byteCount: 4, fileDescriptorCount: 0)
+        }
+        h.drain()
+        #expect(offered >= ConnectionOptions().receiveChunkByteCount)
+        #expect(h.outputs.last == .legacy(Array("three\n".utf8)))
+        #expect(h.machine.receiveStorageByteCount == 0)
+        h.turn()
+        h.machine.receive(now: h.now, scratch: scratch) { _ in .wouldBlock }  // found nothing, keeps nothing
+        #expect(h.machine.receiveStorageByteCount == 0)
+    }
+
     // MARK: - JSON-RPC faults
 
     @Test func aJSONValueThatIsNotAnObjectGetsAnRPCEpitaph() {

@@ -208,6 +208,39 @@ extension FileDescriptorSuites {
             }
         }
 
+        @Test func answersGivenInsideTheCallAreWrittenBeforeItReturns() throws {
+            try expectNoFileDescriptorLeaks {
+                let (server, client) = try makeSocketPair()
+                defer { close(client) }
+                let options = ConnectionOptions(legacyMode: .perMessage({ bytes in
+                    bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
+                }))
+                let driver = makeDriver(server, legacyDetector: .lineBased(), options: options)
+                // Two whole lines and half of a third: the half stays buffered across reads.
+                try writeAll(client, Array("one\ntwo\nthr".utf8))
+                var lines: [String] = []
+                driver.handle(revents: Int16(POLLIN)) { event in
+                    if case let .legacyMessage(line) = event {
+                        lines.append(String(decoding: line, as: UTF8.self))
+                        driver.send(bytes: Array("ok \(lines.count)\n".utf8))
+                    }
+                }
+                #expect(lines == ["one\n", "two\n"])
+                #expect(!driver.interest.write)  // nothing left to write: no second wake-up
+                #expect(try readAvailable(client).bytes == Array("ok 1\nok 2\n".utf8))
+                try writeAll(client, Array("ee\n".utf8))
+                driver.handle(revents: Int16(POLLIN)) { event in
+                    if case let .legacyMessage(line) = event {
+                        lines.append(String(decoding: line, as: UTF8.self))
+                        driver.send(bytes: Array("ok \(lines.count)\n".utf8))
+                    }
+                }
+                #expect(lines == ["one\n", "two\n", "three\n"])
+                #expect(try readAvailable(client).bytes == Array("ok 3\n".utf8))
+                close(server)
+            }
+        }
+
         @Test func aPeerThatDoesNotReadIsThrottled() throws {
             try expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()

@@ -34,4 +34,12 @@ int endpointmux_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int endpointmux_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout);
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
 int endpointmux_eventfd(void);
+
+/// Bytes of the calling thread's receive scratch buffer.
+#define ENDPOINTMUX_SCRATCH_BYTES 65536
+/// The calling thread's receive scratch buffer (ENDPOINTMUX_SCRATCH_BYTES bytes), allocated
+/// on first use and freed when the thread exits; NULL if it cannot be allocated. Connections
+/// read into it when they hold no input, so an idle connection owns no receive storage and
+/// a busy one does not allocate and free a chunk per read.
+void *endpointmux_thread_scratch(void);
 #endif

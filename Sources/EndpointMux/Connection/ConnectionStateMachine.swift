@@ -241,16 +241,30 @@ package struct ConnectionStateMachine: Sendable {
     /// happened; the machine then decides every complete message. Call only while
     /// ``interest`` says `read` (and again after `.received`, as the adapter's fairness
     /// allows). Errors thrown by `read` propagate unchanged, nothing decided.
+    ///
+    /// `scratch`, when given, is memory the adapter lends for this call (e.g. one buffer
+    /// per thread): while no input is buffered, the read goes there and only the bytes
+    /// received are copied into the connection's own storage, so a connection that
+    /// answers what it reads allocates no read-sized chunk per read.
     package mutating func receive<E: Error>(
-        now: ContinuousClock.Instant, _ read: (UnsafeMutableRawBufferPointer) throws(E) -> ReadResult
+        now: ContinuousClock.Instant, scratch: UnsafeMutableRawBufferPointer? = nil,
+        _ read: (UnsafeMutableRawBufferPointer) throws(E) -> ReadResult
     ) throws(E) {
         beginInput(now: now)
         guard wantsToRead else { return }
         var result = ReadResult.wouldBlock
-        _ = try input.append(minimumSpace: readSize) { (space) throws(E) -> Int in
+        if let scratch, input.isEmpty, !scratch.isEmpty {
+            let space = UnsafeMutableRawBufferPointer(rebasing: scratch[..<min(scratch.count, readSize)])
             result = try read(space)
-            if case let .received(n, _) = result { return n }
-            return 0
+            if case let .received(n, _) = result, n > 0 {
+                input.append(UnsafeRawBufferPointer(rebasing: space[..<min(n, space.count)]))
+            }
+        } else {
+            _ = try input.append(minimumSpace: readSize) { (space) throws(E) -> Int in
+                result = try read(space)
+                if case let .received(n, _) = result { return n }
+                return 0
+            }
         }
         apply(result, now: now)
     }
@@ -276,7 +290,7 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    /// The peer ended its output (for adapters that learn it outside ``receive(now:_:)``).
+    /// The peer ended its output (for adapters that learn it outside ``receive(now:scratch:_:)``).
     package mutating func receiveEndOfInput(now: ContinuousClock.Instant) {
         beginInput(now: now)
         apply(.endOfInput, now: now)

@@ -17,7 +17,7 @@ import Darwin
 /// while !driver.isClosed {
 ///     var pfd = pollfd(fd: fd, events: driver.interest.pollEvents, revents: 0)
 ///     poll(&pfd, 1, driver.interest.pollTimeout(now: .now))
-///     for event in driver.handle(revents: pfd.revents) { /* answer with driver.send(…) */ }
+///     driver.handle(revents: pfd.revents) { event in /* answer with driver.send(…) */ }
 /// }
 /// close(fd)
 /// ```
@@ -29,8 +29,9 @@ import Darwin
 /// and makes the call cannot hang, leak or spin a connection.
 ///
 /// Every decision is the ``ConnectionStateMachine``'s; the driver only does the I/O.
-/// Answers the daemon sends leave together on the next call, coalesced into as few
-/// `sendmsg` calls as possible. A driver is used from one thread at a time.
+/// Answers sent inside ``handle(revents:now:answer:)`` leave before it returns; answers sent
+/// later leave on the next call. Either way they are coalesced into as few `sendmsg` calls
+/// as possible. A driver is used from one thread at a time.
 public final class ConnectionDriver {
     /// The borrowed socket.
     public let fileDescriptor: Int32
@@ -96,6 +97,18 @@ public final class ConnectionDriver {
         flush(now: now)
         defer { events = [] }
         return events
+    }
+
+    /// The one call, answering in place: as ``handle(revents:now:)``, then `answer` is
+    /// called with each event in order, and what it sends is written before this returns
+    /// (coalesced into as few `sendmsg` calls as the socket takes), so a wake-up that
+    /// answers what it read costs no second wake-up to write the answers.
+    public func handle(revents: Int16 = 0, now: ContinuousClock.Instant = .now,
+                       answer: (ConnectionEvent) -> Void) {
+        let delivered = handle(revents: revents, now: now)
+        guard !delivered.isEmpty else { return }
+        for event in delivered { answer(event) }
+        flush(now: now)
     }
 
     // MARK: - The daemon's calls
@@ -198,7 +211,8 @@ public final class ConnectionDriver {
             reads += 1
             var last = ConnectionStateMachine.ReadResult.wouldBlock
             do {
-                try machine.receive(now: now) { (space) throws(TransportError) -> ConnectionStateMachine.ReadResult in
+                try machine.receive(now: now, scratch: Self.threadScratch) {
+                    (space) throws(TransportError) -> ConnectionStateMachine.ReadResult in
                     let before = received.count
                     switch try receiver.receiveWithoutWaiting(from: fileDescriptor, into: space, fileDescriptors: &received) {
                     case let .received(n): last = .received(byteCount: n, fileDescriptorCount: received.count - before)
@@ -220,6 +234,13 @@ public final class ConnectionDriver {
             execute()
             guard case .received = last else { return }
         }
+    }
+
+    /// The calling thread's read scratch (see ``ConnectionStateMachine/receive(now:scratch:_:)``);
+    /// `nil` if it cannot be allocated (the read then goes into the connection's storage).
+    private static var threadScratch: UnsafeMutableRawBufferPointer? {
+        guard let base = endpointmux_thread_scratch() else { return nil }
+        return UnsafeMutableRawBufferPointer(start: base, count: Int(ENDPOINTMUX_SCRATCH_BYTES))
     }
 
     /// Carries out the machine's actions, in order.
