@@ -54,9 +54,28 @@ extension LegacyDetector {
     public static func lineBased(
         excluded: Set<UInt8> = [UInt8(ascii: "{")], maxFrameBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) -> LegacyDetector {
-        LegacyDetector { bytes in
+        // A 256-bit table: one bit test per message instead of hashing into the set.
+        var table: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for byte in excluded {
+            let bit = UInt64(1) << UInt64(byte & 63)
+            switch byte >> 6 {
+            case 0: table.0 |= bit
+            case 1: table.1 |= bit
+            case 2: table.2 |= bit
+            default: table.3 |= bit
+            }
+        }
+        let excludedBits = table
+        return LegacyDetector { bytes in
             let first = bytes[0]
-            if excluded.contains(first) { return .notLegacy }
+            let word: UInt64
+            switch first >> 6 {
+            case 0: word = excludedBits.0
+            case 1: word = excludedBits.1
+            case 2: word = excludedBits.2
+            default: word = excludedBits.3
+            }
+            if word & (UInt64(1) << UInt64(first & 63)) != 0 { return .notLegacy }
             guard first == V1Framing.framingByte else { return .legacy }
             let header = V1Framing.headerByteCount
             if bytes.prefix(header).contains(UInt8(ascii: "\n")) { return .legacy }

@@ -27,6 +27,8 @@ import Darwin
 /// always covers what is left to do, including flushing answers the daemon queued and an
 /// end deferred so that those answers go first. A daemon that only polls on the interest
 /// and makes the call cannot hang, leak or spin a connection.
+/// Readiness must be level-triggered (`poll(2)`, or epoll without `EPOLLET`): a call reads
+/// until the socket is empty or a bounded number of reads, not always until `EAGAIN`.
 ///
 /// Every decision is the ``ConnectionStateMachine``'s; the driver only does the I/O.
 /// Answers sent inside ``handle(revents:now:answer:)`` leave before it returns; answers sent
@@ -63,6 +65,7 @@ public final class ConnectionDriver {
     private var transportError: TransportError?
 
     /// `recvmsg` calls per ``handle(revents:now:)`` at most (then poll again; level-triggered).
+    /// Reading stops earlier at a short read: the socket had no more then.
     static let maxReadsPerCall = 16
 
     /// Creates a driver for a connected stream socket the daemon owns (blocking or not:
@@ -210,12 +213,15 @@ public final class ConnectionDriver {
         while reads < Self.maxReadsPerCall, status.interest.read {
             reads += 1
             var last = ConnectionStateMachine.ReadResult.wouldBlock
+            var drained = false
             do {
                 try machine.receive(now: now, scratch: Self.threadScratch) {
                     (space) throws(TransportError) -> ConnectionStateMachine.ReadResult in
                     let before = received.count
                     switch try receiver.receiveWithoutWaiting(from: fileDescriptor, into: space, fileDescriptors: &received) {
-                    case let .received(n): last = .received(byteCount: n, fileDescriptorCount: received.count - before)
+                    case let .received(n):
+                        drained = n < space.count
+                        last = .received(byteCount: n, fileDescriptorCount: received.count - before)
                     case .endOfFile: last = .endOfInput
                     case .wouldBlock: last = .wouldBlock
                     }
@@ -232,7 +238,9 @@ public final class ConnectionDriver {
                 return
             }
             execute()
-            guard case .received = last else { return }
+            // A short read took everything the socket held: another read would only find
+            // EAGAIN (readiness is level-triggered, so whatever arrives next wakes the loop).
+            guard case .received = last, !drained else { return }
         }
     }
 

@@ -94,6 +94,18 @@ public struct OutboundQueue: ~Copyable, Sendable {
     ) {
         let fdCount = fileDescriptors.count
         guard !bytes.isEmpty || fdCount > 0 else { return }
+        if fdCount == 0, bytes.count <= Self.smallMessageByteCount, head < messages.count {
+            // A small fd-less message joins the fd-less one queued before it (one iovec, one
+            // entry); big ones keep their own storage, written as their own iovec, uncopied.
+            let last = messages.count - 1
+            if messages[last].fileDescriptorsLeft == 0,
+                messages[last].bytes.count + bytes.count <= Self.joinedMessageByteCount
+            {
+                messages[last].bytes.append(contentsOf: bytes)
+                pendingByteCount += bytes.count
+                return
+            }
+        }
         if fdCount > 0 { fds.append(takingRawValues: fileDescriptors.releaseAll()) }
         messages.append(Message(bytes: bytes, bytesSent: 0, fileDescriptorsLeft: fdCount))
         pendingByteCount += bytes.count
@@ -136,6 +148,11 @@ public struct OutboundQueue: ~Copyable, Sendable {
 
     /// Most messages one `sendmsg` gathers.
     public static let maxMessagesPerSendmsg = 64
+
+    /// Fd-less messages up to this size are copied onto the end of the fd-less message
+    /// queued before them, up to ``joinedMessageByteCount`` bytes together.
+    static let smallMessageByteCount = 1024
+    static let joinedMessageByteCount = 64 * 1024
 
     /// Flushes, waiting with `poll(2)` for writability whenever the socket is full, until
     /// everything is written or `deadline` passes (`nil`: no limit).
