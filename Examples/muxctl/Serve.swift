@@ -34,6 +34,9 @@ struct Serve: ParsableCommand {
         var options = ConnectionOptions()
         options.idleTimeout = idleTimeoutMilliseconds > 0 ? .milliseconds(idleTimeoutMilliseconds) : nil
         options.partialMessageTimeout = partialTimeoutMilliseconds > 0 ? .milliseconds(partialTimeoutMilliseconds) : nil
+        // Echoes of multi-MiB frames: keep big buffers in the heap rather than faulting in
+        // fresh pages for each (see AllocatorTuning; process-wide, so the daemon's choice).
+        AllocatorTuning.keepLargeBuffers()
         let server = try ServiceServer(
             name: name, socketPath: endpoint.socketPath, identityPath: endpoint.identityPath,
             servedProtocols: [lane], options: options,

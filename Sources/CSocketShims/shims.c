@@ -99,3 +99,14 @@ void *endpointmux_thread_scratch(void) {
     scratch_buffer = buffer;
     return buffer;
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+int endpointmux_keep_large_allocations(size_t bytes, size_t keep) {
+    if (bytes > (size_t)0x7fffffff || keep > (size_t)0x7fffffff) return -1;
+    if (mallopt(M_MMAP_THRESHOLD, (int)bytes) != 1) return -1;
+    return mallopt(M_TRIM_THRESHOLD, (int)keep) == 1 ? 0 : -1;
+}
+#else
+int endpointmux_keep_large_allocations(size_t bytes, size_t keep) { (void)bytes; (void)keep; return -1; }
+#endif

@@ -42,4 +42,9 @@ int endpointmux_eventfd(void);
 /// read into it when they hold no input, so an idle connection owns no receive storage and
 /// a busy one does not allocate and free a chunk per read.
 void *endpointmux_thread_scratch(void);
+
+/// glibc: serve allocations up to `bytes` from the heap instead of fresh mmaps, and keep up
+/// to `keep` bytes of freed heap instead of returning them to the kernel (mallopt
+/// M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). Returns 0 on success; -1 elsewhere.
+int endpointmux_keep_large_allocations(size_t bytes, size_t keep);
 #endif

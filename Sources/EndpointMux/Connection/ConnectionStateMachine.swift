@@ -562,8 +562,17 @@ package struct ConnectionStateMachine: Sendable {
                 queueWrite(reply)
                 input.consume(consumed)
             case let .payload(view, consumed):
-                deliver(.payload(input.withUnsafeBytes { view.frame(in: $0) }))
-                input.consume(consumed)
+                if consumed == input.count, view.payloadRange.count >= Frame.separatePayloadByteCount {
+                    // A big frame that fills the buffer: its storage becomes the payload.
+                    var envelope = view
+                    envelope.payloadRange = view.payloadRange.lowerBound..<view.payloadRange.lowerBound
+                    var frame = input.withUnsafeBytes { envelope.frame(in: $0) }
+                    frame.payload = input.take(view.payloadRange)
+                    deliver(.payload(frame))
+                } else {
+                    deliver(.payload(input.withUnsafeBytes { view.frame(in: $0) }))
+                    input.consume(consumed)
+                }
             case let .control(message, count, consumed):
                 queuedFileDescriptorCount -= count
                 deliver(.control(message, fileDescriptorCount: count))

@@ -37,6 +37,23 @@ package struct ReceiveBuffer: Sendable {
         if head == tail { removeAll() }
     }
 
+    /// Hands the storage over as an array of the unconsumed bytes in `range` (offsets from
+    /// the first unconsumed byte), moved to its front in place: no allocation and no second
+    /// buffer, for a payload that fills the buffer. The buffer is empty afterwards.
+    package mutating func take(_ range: Range<Int>) -> [UInt8] {
+        let start = head + max(0, range.lowerBound)
+        let count = max(0, min(range.count, tail - start))
+        var taken = storage
+        removeAll()
+        taken.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress, start > 0, count > 0 {
+                base.copyMemory(from: base + start, byteCount: count)  // memmove: overlap is fine
+            }
+        }
+        taken.removeLast(taken.count - count)
+        return taken
+    }
+
     /// Drops everything and releases the storage.
     package mutating func removeAll() {
         head = 0

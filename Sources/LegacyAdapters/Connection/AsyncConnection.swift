@@ -128,8 +128,11 @@ public final class AsyncConnection: Sendable {
     /// Queues a v1 frame.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)``; nothing is queued then.
     public func send(_ frame: Frame) throws(FramingError) {
-        let bytes = try frame.encoded(maxBodyByteCount: maxFrameBodyByteCount)
-        connection.withDriver { $0.send(bytes: bytes) }
+        // Checked here so the error reaches the caller; encoded on the loop (a big payload
+        // is then written from its own storage, not copied).
+        try ProtobufWireWriter.checkBodyByteCount(frame.encodedByteCount - V1Framing.headerByteCount,
+                                                  maxBodyByteCount: maxFrameBodyByteCount)
+        connection.withDriver { try? $0.send(frame) }
     }
 
     /// Queues raw bytes (e.g. a legacy reply).

@@ -120,7 +120,16 @@ public final class ConnectionDriver {
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when it exceeds the cap;
     ///   nothing is queued then (the connection stays usable).
     public func send(_ frame: Frame) throws(FramingError) {
-        write(try frame.encoded(maxBodyByteCount: machine.mux.limits.maxFrameBodyByteCount))
+        let limit = machine.mux.limits.maxFrameBodyByteCount
+        guard frame.payload.count >= Frame.separatePayloadByteCount else {
+            write(try frame.encoded(maxBodyByteCount: limit))
+            return
+        }
+        // A big payload is written from its own storage (its own iovec), not copied.
+        let parts = try frame.encodedParts(maxBodyByteCount: limit)
+        write(parts.head)
+        write(parts.payload)
+        if !parts.tail.isEmpty { write(parts.tail) }
     }
 
     /// Queues a control message (a response or notification) with `fileDescriptors`,
