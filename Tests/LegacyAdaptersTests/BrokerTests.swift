@@ -482,7 +482,7 @@ extension FileDescriptorSuites {
                 #expect(probes.count > 0)
                 #expect(probes.failures == 0)
                 #expect(probes.worst < .milliseconds(100), "worst probe \(probes.worst) of \(probes.count)")
-                print("broker load: \(clientCount) clients × \(cycles) cycles in \(elapsed); \(probes.count) probes, worst \(probes.worst), fds \(start) → \(settled)")
+                print("broker load: \(clientCount) clients × \(cycles) cycles in \(elapsed); \(probes.count) probes, median \(probes.median), worst \(probes.worst), \(probes.overLimit) over 100 ms, fds \(start) → \(settled)")
             }
         }
     }
@@ -494,6 +494,9 @@ final class ProbeLoop: @unchecked Sendable {
         var count = 0
         var failures = 0
         var worst: Duration = .zero
+        var all: [Duration] = []
+        var overLimit: Int { all.filter { $0 >= .milliseconds(100) }.count }
+        var median: Duration { all.isEmpty ? .zero : all.sorted()[all.count / 2] }
     }
 
     private let socketPath: String
@@ -512,6 +515,7 @@ final class ProbeLoop: @unchecked Sendable {
                     summary.count += 1
                     if let (elapsed, valid) = outcome, valid {
                         summary.worst = max(summary.worst, elapsed)
+                        summary.all.append(elapsed)
                     } else {
                         summary.failures += 1
                     }

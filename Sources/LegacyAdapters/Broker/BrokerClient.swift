@@ -323,3 +323,11 @@ final class BrokerClientCore: @unchecked Sendable {
         for continuation in orphans { continuation.resume(returning: .failure(.client(reason))) }
     }
 }
+
+extension BrokerClient {
+    /// The local (`getsockname`) and peer (`getpeername`) addresses of a socket, e.g. one a
+    /// broker returned; `nil` where the call fails.
+    public static func addresses(of fd: Int32) -> (local: BrokerEndpoint?, peer: BrokerEndpoint?) {
+        (BrokerSockets.address(of: fd, peer: false), BrokerSockets.address(of: fd, peer: true))
+    }
+}
