@@ -87,12 +87,13 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The text form: `tcp:127.0.0.1:80`, `tcp:[::1]:80`, `unix:/run/x.sock`, `pair`.
+    /// The text form: `tcp:127.0.0.1:80`, `tcp:[::1]:80`, `unix:/run/x.sock`, `pair`
+    /// (`unix:(unnamed)` for an unnamed socket, which does not parse back).
     public var description: String {
         switch self {
         case let .tcp(host, port):
             return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
-        case let .unix(path): return "unix:\(path)"
+        case let .unix(path): return path.isEmpty ? "unix:(unnamed)" : "unix:\(path)"
         case .pair: return "pair"
         }
     }
