@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a libFuzzer target with AddressSanitizer for N seconds (not part of CI).
-#   scripts/fuzz.sh frameview 60   |   scripts/fuzz.sh control 60
+#   scripts/fuzz.sh frameview 60   |   scripts/fuzz.sh control 60   |   scripts/fuzz.sh broker 60
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${1:-frameview}; seconds=${2:-60}

@@ -170,7 +170,7 @@ final class BrokerState: @unchecked Sendable {
         }
         let client = BrokerClientID(nextClient)
         nextClient += 1
-        let uid = BrokerSockets.peerUID(fd) ?? UInt32.max
+        let uid = peerUID(fd) ?? UInt32.max
         let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options) { [self] _, events in
             handle(events, from: client)
         }
@@ -383,6 +383,13 @@ final class BrokerState: @unchecked Sendable {
         }
         _ = finished.wait(timeout: .seconds(10))
     }
+}
+
+/// The uid of the peer of a unix socket (`SO_PEERCRED`), `nil` when unknown.
+private func peerUID(_ fd: Int32) -> UInt32? {
+    var uid = uid_t()
+    guard endpointmux_peer_uid(fd, &uid) == 0 else { return nil }
+    return UInt32(uid)
 }
 
 /// A flag set on one thread and read on another.

@@ -1,4 +1,3 @@
-import CSocketShims
 import EndpointMux
 #if canImport(Glibc)
 import Glibc
@@ -10,6 +9,11 @@ import Darwin
 
 /// Socket system calls for the broker's endpoints: addresses in and out, non-blocking
 /// listeners and connects. Every fd is created close-on-exec.
+///
+/// This file must not import CSocketShims: in a whole-module (release) build, a file that
+/// imports it and names `SOCK_STREAM` makes the constant resolve through CSocketShims's copy
+/// of `<sys/socket.h>`, and files that do not import CSocketShims (UnixSocket.swift) then
+/// cannot find it. The shims the broker needs are called from BrokerServer.swift.
 enum BrokerSockets {
     /// An errno-carrying failure.
     struct Failure: Error {
@@ -153,13 +157,6 @@ enum BrokerSockets {
         if failure == EINPROGRESS || failure == EINTR { return (fd, false) }
         _ = close(fd)
         throw Failure(errno: failure)
-    }
-
-    /// The uid of the peer of a unix socket (`SO_PEERCRED`), `nil` when unknown.
-    static func peerUID(_ fd: Int32) -> UInt32? {
-        var uid = uid_t()
-        guard endpointmux_peer_uid(fd, &uid) == 0 else { return nil }
-        return UInt32(uid)
     }
 
     /// A close-on-exec unix stream socketpair.
