@@ -269,11 +269,15 @@ package struct BrokerStateMachine: Sendable {
 
     // MARK: - The adapter's results
 
-    /// The kernel listener is bound at `endpoint` (the real port when 0 was asked).
-    package mutating func listenOpened(_ id: BrokerListenerID, endpoint: BrokerEndpoint) {
-        guard let listener = listeners[id], !listener.isOpen else { return }
+    /// The kernel listener is bound at `endpoint` (the real port when 0 was asked). Returns
+    /// false when nobody wants it any more (its client left while it was being opened): the
+    /// adapter closes it.
+    @discardableResult
+    package mutating func listenOpened(_ id: BrokerListenerID, endpoint: BrokerEndpoint) -> Bool {
+        guard let listener = listeners[id], !listener.isOpen else { return false }
         listeners[id]?.isOpen = true
         actions.append(.reply(listener.opener, .result(BrokerResult.listening(listener: id, endpoint: endpoint).jsonValue)))
+        return true
     }
 
     /// Binding or listening failed with `errno`.

@@ -58,10 +58,17 @@ public final class BrokerServer: Sendable {
             }
         }
         let mux = EndpointMux(identity: proven, servedProtocols: [PayloadProtocol](), acceptsControlMessages: true)
+        let pool: WorkerPool
+        do {
+            pool = try WorkerPool(threadCount: 2)
+        } catch {
+            unlink(socketPath)
+            throw .system(operation: "pthread_create", path: "", errno: EAGAIN)
+        }
         self.socketPath = socketPath
         self.mux = mux
         self.state = BrokerState(loop: group.next(), mux: mux, options: options,
-                                 machine: BrokerStateMachine(policy: policy, limits: limits))
+                                 machine: BrokerStateMachine(policy: policy, limits: limits), pool: pool)
         state.start(listener: listener.release())
     }
 
@@ -129,7 +136,11 @@ final class BrokerState: @unchecked Sendable {
     private var inCallback: BrokerClientID?
     private var running = false
 
-    init(loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine) {
+    /// Opens kernel listeners (bind can be slow; see ``perform(_:now:)``).
+    private let pool: WorkerPool
+
+    init(loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine, pool: WorkerPool) {
+        self.pool = pool
         self.loop = loop
         self.mux = mux
         self.options = options
@@ -228,6 +239,25 @@ final class BrokerState: @unchecked Sendable {
         run(now: now)
     }
 
+    /// A listener was opened (or not) on the worker.
+    private func listenFinished(_ id: BrokerListenerID, _ outcome: Result<(fd: Int32, bound: BrokerEndpoint), BrokerSockets.Failure>,
+                                unlinkPath: String?) {
+        switch outcome {
+        case let .success((fd, bound)):
+            if machine.listenOpened(id, endpoint: bound) {
+                let source = BrokerListenerSource(fileDescriptor: fd, id: id, state: self, unlinkPath: unlinkPath)
+                kernelListeners[id] = source
+                loop.register(source)
+            } else {
+                _ = close(fd)  // its client left meanwhile
+                if let unlinkPath { unlink(unlinkPath) }
+            }
+        case let .failure(failure):
+            machine.listenFailed(id, errno: failure.errno)
+        }
+        run(now: .now)
+    }
+
     /// A connect finished: success hands `fd` over; failure closes it (the source does).
     func connectFinished(_ id: BrokerConnectID, fd: Int32, errno code: Int32, now: ContinuousClock.Instant) {
         connecting[id] = nil
@@ -275,15 +305,12 @@ final class BrokerState: @unchecked Sendable {
             dirty.insert(target.client)
 
         case let .openListener(id, endpoint, backlog):
-            do {
-                let (fd, bound) = try BrokerSockets.listen(on: endpoint, backlog: backlog)
-                let unlinkPath: String? = if case let .unix(path) = endpoint { path } else { nil }
-                let source = BrokerListenerSource(fileDescriptor: fd, id: id, state: self, unlinkPath: unlinkPath)
-                kernelListeners[id] = source
-                loop.register(source)
-                machine.listenOpened(id, endpoint: bound)
-            } catch {
-                machine.listenFailed(id, errno: error.errno)
+            // bind(2) of port 0 scans the kernel's port tables (a millisecond and more with
+            // thousands of ports in TIME_WAIT): done on a worker so the loop keeps answering.
+            let unlinkPath: String? = if case let .unix(path) = endpoint { path } else { nil }
+            pool.submit { [self] in
+                let outcome = Result { () throws(BrokerSockets.Failure) in try BrokerSockets.listen(on: endpoint, backlog: backlog) }
+                loop.execute { [self] in listenFinished(id, outcome, unlinkPath: unlinkPath) }
             }
 
         case let .closeListener(id):
@@ -359,6 +386,7 @@ final class BrokerState: @unchecked Sendable {
         if hadClients.value {
             _ = allClosed.wait(timeout: drainTimeout + .milliseconds(500))
         }
+        pool.stop()  // listeners still being opened come back to the loop before the cleanup below
         // Whatever is left (clients that did not close in time) is closed on the loop.
         let finished = DispatchSemaphoreLike()
         loop.execute { [self] in
