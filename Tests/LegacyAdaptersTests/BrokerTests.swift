@@ -427,6 +427,40 @@ extension FileDescriptorSuites {
             }
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func ipv6LoopbackListenAcceptAndConnect() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let broker = try BrokerFixture(rules: ["listen=tcp:[::1]:*", "connect=tcp:[::1]:*"])
+                defer { broker.stop() }
+                let client = try broker.client()
+                defer { client.close() }
+                let listener = try await client.listen(.tcp(host: "0:0::1", port: 0))
+                guard case let .tcp(host, port) = listener.endpoint else { return }
+                #expect(host == "::1")
+                #expect(port != 0)
+                let accepting = Task { () -> (Int32, BrokerEndpoint) in
+                    let accepted = try await listener.accept()
+                    let peer = accepted.peer
+                    return (accepted.takeSocket().release(), peer)
+                }
+                let outbound = try await client.connect(listener.endpoint)
+                let (inbound, peer) = try await accepting.value
+                #expect(peer == BrokerClient.addresses(of: outbound.rawValue).local)
+                #expect(BrokerClient.addresses(of: outbound.rawValue).peer == .tcp(host: "::1", port: port))
+                sendAll(outbound.rawValue, Array("v6".utf8))
+                #expect(readExactly(inbound, 2) == Array("v6".utf8))
+                close(inbound)
+                outbound.close()
+                // An IPv4 connect is not covered by the IPv6 rule.
+                do {
+                    _ = try await client.connect(.tcp(host: "127.0.0.1", port: port))
+                    Issue.record("connect outside the rules succeeded")
+                } catch {
+                    #expect(brokerError(error) == .permissionDenied(rule: "connect=tcp:127.0.0.1:\(port)"))
+                }
+            }
+        }
+
         /// CI size by default; `BROKER_LOAD_CLIENTS=64 BROKER_LOAD_CYCLES=200` is the
         /// acceptance run (scripts/broker-load.sh).
         @Test(.timeLimit(.minutes(10)))
