@@ -145,8 +145,17 @@ private struct BrokerSession: Sendable {
                     last = listener.id
                     say("listen: listener \(listener.id) endpoint \(listener.endpoint)")
                 case let .accept(id):
-                    guard let id = id ?? last, let listener = listeners[id] else {
-                        printError("muxctl broker: accept: no listener \(id.map(\.description) ?? "yet") on this connection")
+                    guard let id = id ?? last else {
+                        printError("muxctl broker: accept: no listener yet")
+                        return MuxctlExit.failed
+                    }
+                    guard let listener = listeners[id] else {
+                        // Not this session's: the broker answers (-32002 UnknownListener).
+                        let reply = try await client.call(method: "accept", params: ["listener": id.jsonValue])
+                        if case let .error(object) = reply.response.outcome {
+                            return report(BrokerError(object).map(BrokerClientError.broker) ?? .rejected(object))
+                        }
+                        printError("muxctl broker: accept on listener \(id) answered \(reply.response)")
                         return MuxctlExit.failed
                     }
                     let accepted = try await listener.accept()
