@@ -461,6 +461,49 @@ extension FileDescriptorSuites {
             }
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func limitsPassedFdsAndAStoppingBroker() async throws {
+            try await expectNoFileDescriptorLeaks {
+                let broker = try BrokerFixture(limits: BrokerLimits(maxListenersPerClient: 1, maxWaitingPerClient: 1))
+                let client = try broker.client()
+                defer { client.close() }
+                let listener = try await client.listen(.tcp(host: "127.0.0.1", port: 0))
+                do {
+                    _ = try await client.listen(.pair)
+                    Issue.record("a second listener beyond the limit")
+                } catch {
+                    #expect(brokerError(error) == .limitExceeded("listeners per connection (1)"))
+                }
+                let waiting = Task { () -> Int32 in try await listener.accept().takeSocket().release() }
+                #expect(try await broker.waitUntil { $0.waiting == 1 })
+                do {
+                    _ = try await client.connect(.tcp(host: "127.0.0.1", port: 9))
+                    Issue.record("a second waiting request beyond the limit")
+                } catch {
+                    #expect(brokerError(error) == .limitExceeded("waiting requests per connection (1)"))
+                }
+
+                // Fds sent to the broker (the protocol passes none) are closed, not kept.
+                let raw = try ControlClient(socketPath: broker.socketPath)
+                let pipes = try makePipes(2)
+                let reply = try await raw.call("close", params: ["listener": 12345], fileDescriptors: queue(owning: pipes))
+                if case let .error(error) = reply.response.outcome { #expect(error.code == -32002) }
+
+                // Stopping the broker ends waiting calls with its epitaph.
+                broker.stop()
+                do {
+                    close(try await waiting.value)
+                    Issue.record("an accept returned after the broker stopped")
+                } catch {
+                    guard case .client(.epitaph)? = error as? BrokerClientError else {
+                        Issue.record("expected the broker's epitaph, got \(error)")
+                        return
+                    }
+                }
+                withExtendedLifetime(raw) {}
+            }
+        }
+
         /// CI size by default; `BROKER_LOAD_CLIENTS=64 BROKER_LOAD_CYCLES=200` is the
         /// acceptance run (scripts/broker-load.sh).
         @Test(.timeLimit(.minutes(10)))
