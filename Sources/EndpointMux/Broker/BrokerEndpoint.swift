@@ -106,7 +106,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// The canonical text of an IPv4 or IPv6 literal; `nil` for anything else (names,
     /// scoped addresses, stray characters).
-    public static func canonicalHost(_ host: String) -> String? {
+    package static func canonicalHost(_ host: String) -> String? {
         guard !host.isEmpty, host.utf8.count <= 45, !host.utf8.contains(0) else { return nil }
         if host.contains(":") {
             var address = in6_addr()

@@ -8,7 +8,7 @@ import Darwin
 
 /// Symbolic names of the errno values a socket broker meets (`ECONNREFUSED`, …), for
 /// −32003 `SystemError` answers.
-public enum ErrnoName {
+package enum ErrnoName {
     private static let table: [Int32: String] = [
         EPERM: "EPERM", ENOENT: "ENOENT", EINTR: "EINTR", EIO: "EIO", EBADF: "EBADF", EAGAIN: "EAGAIN",
         ENOMEM: "ENOMEM", EACCES: "EACCES", EFAULT: "EFAULT", EBUSY: "EBUSY", EEXIST: "EEXIST",
@@ -23,10 +23,10 @@ public enum ErrnoName {
     ]
 
     /// `ECONNREFUSED` for 111 (on Linux), `E<n>` for values not in the table.
-    public static func name(of code: Int32) -> String { table[code] ?? "E\(code)" }
+    package static func name(of code: Int32) -> String { table[code] ?? "E\(code)" }
 
     /// `strerror`'s text.
-    public static func message(of code: Int32) -> String {
+    package static func message(of code: Int32) -> String {
         guard let text = strerror(code) else { return "error \(code)" }
         return String(cString: text)
     }
