@@ -71,6 +71,15 @@ let package = Package(
             path: "Examples/kvd",
             swiftSettings: strict
         ),
+        // netbroker: the capability broker of issue 8 (Examples/netbroker).
+        .executableTarget(
+            name: "netbroker",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/netbroker",
+            swiftSettings: strict
+        ),
         // The README's retrofit example, compiled so it cannot rot.
         .executableTarget(
             name: "retrofit-example",

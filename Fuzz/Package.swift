@@ -2,6 +2,7 @@
 // libFuzzer targets for EndpointMux (not built by the main package or CI):
 //   scripts/fuzz.sh frameview 60    # FrameView vs libprotobuf-c, differential
 //   scripts/fuzz.sh control 60      # MuxSession control path: split vs whole, never crash
+//   scripts/fuzz.sh broker 60       # broker request decoding: decode or typed error, round trips
 import PackageDescription
 
 let package = Package(
@@ -15,6 +16,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "fuzz-control",
+            dependencies: [.product(name: "EndpointMux", package: "EndpointMux")],
+            swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "fuzz-broker",
             dependencies: [.product(name: "EndpointMux", package: "EndpointMux")],
             swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
         ),

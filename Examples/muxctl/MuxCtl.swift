@@ -15,7 +15,7 @@ struct MuxCtl: ParsableCommand {
         abstract: "Serve, probe and talk to EndpointMux endpoints (running-process v1 wire, JSON-FD control).",
         discussion: MuxctlExit.summary,
         version: version,
-        subcommands: [Serve.self, Probe.self, Send.self, Control.self, Demo.self])
+        subcommands: [Serve.self, Probe.self, Send.self, Control.self, Demo.self, BrokerCommand.self])
 }
 
 /// muxctl's exit statuses (documented in `--help` and the README; part of the SemVer API).

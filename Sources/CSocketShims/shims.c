@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CSocketShims.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/un.h>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -29,6 +30,32 @@ int endpointmux_peer_pid(int fd, pid_t *pid) {
 #else
     errno = ENOSYS;
     return -1;
+#endif
+}
+
+int endpointmux_peer_uid(int fd, uid_t *uid) {
+#if defined(__linux__)
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *uid = cred.uid;
+    return 0;
+#elif defined(__APPLE__)
+    gid_t gid;
+    return getpeereid(fd, uid, &gid);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int endpointmux_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length) {
+#if defined(__linux__)
+    return accept4(fd, address, length, SOCK_CLOEXEC);
+#else
+    int accepted = accept(fd, address, length);
+    if (accepted >= 0) fcntl(accepted, F_SETFD, FD_CLOEXEC);
+    return accepted;
 #endif
 }
 

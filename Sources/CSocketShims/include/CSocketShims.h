@@ -23,6 +23,13 @@ size_t endpointmux_cmsg_data_length(const struct cmsghdr *cmsg);
 /// Returns 0 on success and stores the pid, or -1 with errno set.
 int endpointmux_peer_pid(int fd, pid_t *pid);
 
+/// Reads the peer's uid through SO_PEERCRED (Linux) or getpeereid (Darwin).
+/// Returns 0 on success and stores the uid, or -1 with errno set.
+int endpointmux_peer_uid(int fd, uid_t *uid);
+
+/// accept4(fd, address, length, SOCK_CLOEXEC) on Linux; accept + FD_CLOEXEC elsewhere.
+int endpointmux_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length);
+
 /// memfd_create(name, MFD_CLOEXEC) where available, else -1 with errno ENOSYS.
 int endpointmux_memfd_create(const char *name);
 #include <stdint.h>
