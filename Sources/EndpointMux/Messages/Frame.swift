@@ -28,6 +28,9 @@ public struct Frame: Hashable, Sendable {
     public var tracestate: String
 
     /// Creates a frame; the defaults are those of `Frame::request` in the reference.
+    /// (Inlinable, as ``response(payload:)``: a daemon builds one per reply, and inlined
+    /// the frame is assembled and destroyed in place instead of through value witnesses.)
+    @inlinable
     public init(
         envelopeVersion: UInt32 = V1Framing.envelopeVersion,
         kind: FrameKind = .request,
@@ -52,6 +55,7 @@ public struct Frame: Hashable, Sendable {
 
     /// The reply to this frame, as the reference's `Frame::response_to`: kind RESPONSE,
     /// envelope 1, encoding NONE, the same lane, request id and trace fields, no deadline.
+    @inlinable
     public func response(payload: [UInt8]) -> Frame {
         Frame(kind: .response, payloadProtocol: payloadProtocol, payload: payload, requestID: requestID,
               traceparent: traceparent, tracestate: tracestate)
