@@ -6,6 +6,9 @@ import Glibc
 /// A minimal benchmark harness: runs `body` in batches, reports the median ns per
 /// operation and the allocations per operation as one `BENCH` line.
 struct Bench {
+    /// The fastest batch's ns per operation of the last ``run(_:operationsPerCall:minimumBatchNanoseconds:batches:_:)``.
+    nonisolated(unsafe) static var lastFastest: Double = 0
+
     static func nowNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -18,7 +21,7 @@ struct Bench {
     @discardableResult
     static func run(_ name: String, operationsPerCall: Int = 1, minimumBatchNanoseconds: UInt64 = 20_000_000,
                     batches: Int = 15, _ body: () -> Void) -> Double {
-        if let only = getenv("MUX_BENCH_ONLY").map({ String(cString: $0) }), !name.hasPrefix(only) { return 0 }
+        if !Bench.selected(name) { return 0 }
         // Warm up and size a batch to ~minimumBatchNanoseconds.
         var callsPerBatch = 1
         while true {
@@ -41,9 +44,17 @@ struct Bench {
         }
         samples.sort()
         let median = samples[samples.count / 2]
+        lastFastest = samples[0]
         let allocationsPerOperation = Double(allocations) / Double(batches * callsPerBatch * operationsPerCall)
         print("BENCH \(name) \(format(median)) \(format(allocationsPerOperation))")
         return median
+    }
+
+    /// `MUX_BENCH_ONLY`: run the benchmarks whose names start with it (or, ending in `$`,
+    /// the one named exactly so).
+    static func selected(_ name: String) -> Bool {
+        guard let only = getenv("MUX_BENCH_ONLY").map({ String(cString: $0) }) else { return true }
+        return only.hasSuffix("$") ? name == String(only.dropLast()) : name.hasPrefix(only)
     }
 
     static func format(_ value: Double) -> String {

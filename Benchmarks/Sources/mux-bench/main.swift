@@ -190,21 +190,24 @@ do {
 
 // BLAKE3 of 16 MiB in memory, against `b3sum --num-threads 1` on the same bytes (a file,
 // as b3sum hashes executables) in the same run.
-do {
+if Bench.selected("blake3.16MiB") {
     let size = 16 * 1024 * 1024
     var state: UInt64 = 0x0123_4567_89AB_CDEF
-    let data = (0..<size).map { _ -> UInt8 in
+    // A plain loop: a closure formed here (main-actor code) would check its isolation per byte.
+    var data = [UInt8](repeating: 0, count: size)
+    for index in 0..<size {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return UInt8(truncatingIfNeeded: state >> 56)
+        data[index] = UInt8(truncatingIfNeeded: state >> 56)
     }
     let ours = data.withUnsafeBytes { raw in
         Bench.run("blake3.16MiB", minimumBatchNanoseconds: 50_000_000, batches: 9) {
             blackHole(BLAKE3.hash(raw))
         }
     }
+    let oursFastest = Bench.lastFastest
     if ours > 0 {
         print("MBPS blake3.16MiB \(Bench.format(Double(size) / ours * 1000))")
-        B3SumBaseline.run(data: data, ours: ours)
+        B3SumBaseline.run(data: data, ours: ours, oursFastest: oursFastest)
     }
 }
 
