@@ -139,6 +139,13 @@ public struct Frame: Hashable, Sendable {
                 }
             }
         }
+        return try encodedWithTrace(maxBodyByteCount: maxBodyByteCount)
+    }
+
+    /// ``encoded(maxBodyByteCount:)`` for frames with trace fields; out of line, so the
+    /// common path keeps a small stack frame.
+    @inline(never)
+    func encodedWithTrace(maxBodyByteCount: Int) throws(FramingError) -> [UInt8] {
         // No `Result` in between: its generic metadata would be looked up on every call.
         var failure: FramingError?
         let bytes: [UInt8] = withFields { fields, payload in

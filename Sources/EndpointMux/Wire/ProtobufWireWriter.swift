@@ -148,6 +148,28 @@ package enum ProtobufWireWriter {
         }
     }
 
+    /// Copies `count` bytes (non-overlapping); up to 64 bytes inline with 16-byte moves
+    /// (two overlapping ones per 16–32 bytes), longer runs through `memmove`. Small
+    /// payloads are the common case and a call through the PLT costs more than the copy.
+    @inline(__always)
+    package static func copyBytes(to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
+        typealias V = SIMD16<UInt8>
+        if count >= 16 && count <= 64 {
+            let head = source.loadUnaligned(as: V.self)
+            let tail = source.loadUnaligned(fromByteOffset: count &- 16, as: V.self)
+            if count > 32 {
+                let second = source.loadUnaligned(fromByteOffset: 16, as: V.self)
+                let third = source.loadUnaligned(fromByteOffset: count &- 32, as: V.self)
+                destination.storeBytes(of: second, toByteOffset: 16, as: V.self)
+                destination.storeBytes(of: third, toByteOffset: count &- 32, as: V.self)
+            }
+            destination.storeBytes(of: head, as: V.self)
+            destination.storeBytes(of: tail, toByteOffset: count &- 16, as: V.self)
+        } else {
+            destination.copyMemory(from: source, byteCount: count)
+        }
+    }
+
     /// A new array of exactly `count` bytes, filled by `initialize` (which must write all
     /// of them at the pointer it is given).
     ///
@@ -242,7 +264,7 @@ package struct FrameFields {
     package func writeBody(payload: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) -> Int {
         var n = writeHead(to: out)
         if let base = payload.baseAddress, payloadByteCount != 0 {
-            UnsafeMutableRawPointer(out + n).copyMemory(from: base, byteCount: payloadByteCount)
+            ProtobufWireWriter.copyBytes(to: UnsafeMutableRawPointer(out + n), from: base, count: payloadByteCount)
             n &+= payloadByteCount
         }
         return n &+ writeTail(to: out + n)
