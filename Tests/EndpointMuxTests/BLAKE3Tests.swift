@@ -60,7 +60,7 @@ struct BLAKE3Tests {
     /// subtree paths meet (0, 1, 1023…1025, 2048, 4096·k ± 1, 8 KiB·k ± 1, 16 KiB·k ± 1,
     /// 256 KiB·k ± 1), random lengths, and a few MiB; each hashed one-shot and in random
     /// pieces (so batches start at chunk counters that are not multiples of 4, 8 or 16) by
-    /// every implementation this CPU runs (portable Swift and AVX2), all checked by one
+    /// every implementation this CPU runs (portable Swift, AVX2, AVX-512), all checked by one
     /// `b3sum` run.
     @Test("matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces, every implementation")
     func manyLengths() throws {
@@ -108,15 +108,17 @@ struct BLAKE3Tests {
         }
     }
 
-    /// The AVX2 path must be the one in use wherever the CPU has AVX2 (else the tests
+    /// The SIMD paths must be the ones in use wherever the CPU has them (else the tests
     /// above would check only the fallback on such machines).
-    @Test("the AVX2 implementation is chosen when the CPU has AVX2")
+    @Test("the AVX-512 / AVX2 implementation is chosen when the CPU has it")
     func avx2IsChosen() throws {
         #if arch(x86_64) && os(Linux)
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
-        let hasAVX2 = cpuinfo.split(separator: "\n").contains { $0.hasPrefix("flags") && $0.split(separator: " ").contains("avx2") }
+        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+        let hasAVX2 = flags.contains("avx2"), hasAVX512 = hasAVX2 && flags.contains("avx512f")
         #expect(BLAKE3.Implementation.avx2.isAvailable == hasAVX2)
-        #expect(BLAKE3.bestImplementation == (hasAVX2 ? .avx2 : .portable))
+        #expect(BLAKE3.Implementation.avx512.isAvailable == hasAVX512)
+        #expect(BLAKE3.bestImplementation == (hasAVX512 ? .avx512 : hasAVX2 ? .avx2 : .portable))
         #endif
         #expect(BLAKE3.Implementation.portable.isAvailable)
     }

@@ -40,6 +40,8 @@ public struct BLAKE3: Sendable {
     /// Whether whole chunks go through the AVX2 code (`CBLAKE3SIMD`) instead of the
     /// portable Swift SIMD4 code.
     private let usesAVX2: Bool
+    /// Whether subtrees of 16 chunks or more go through the AVX-512 code (implies `usesAVX2`).
+    private let usesAVX512: Bool
 
     /// The code paths a hasher can use for whole chunks.
     package enum Implementation: Sendable, CaseIterable {
@@ -48,21 +50,28 @@ public struct BLAKE3: Sendable {
         /// Eight chunks at a time with AVX2 (x86-64 CPUs that have it), subtrees of up to
         /// 256 chunks hashed in C.
         case avx2
+        /// Sixteen chunks at a time with AVX-512F for subtrees of 16 to 256 chunks, AVX2 for
+        /// groups of eight.
+        case avx512
 
         /// Whether this CPU can run the implementation.
         package var isAvailable: Bool {
             switch self {
             case .portable: return true
             case .avx2: return BLAKE3.avx2Available
+            case .avx512: return BLAKE3.avx2Available && BLAKE3.avx512Available
             }
         }
     }
 
     /// Checked once per process.
     private static let avx2Available: Bool = endpointmux_blake3_avx2_available() != 0
+    private static let avx512Available: Bool = endpointmux_blake3_avx512_available() != 0
 
     /// The fastest implementation this CPU runs.
-    package static var bestImplementation: Implementation { avx2Available ? .avx2 : .portable }
+    package static var bestImplementation: Implementation {
+        Implementation.avx512.isAvailable ? .avx512 : avx2Available ? .avx2 : .portable
+    }
 
     /// Creates a hasher in the initial state (the digest of no input).
     public init() {
@@ -75,7 +84,9 @@ public struct BLAKE3: Sendable {
         let iv = ChainingValue.iv
         let eight = Octet(iv, iv, iv, iv, iv, iv, iv, iv)
         stack = Octet(eight, eight, eight, eight, eight, eight, eight, eight)
-        usesAVX2 = implementation == .avx2 && Self.avx2Available
+        let usable = implementation.isAvailable ? implementation : .portable
+        usesAVX2 = usable != .portable
+        usesAVX512 = usable == .avx512
     }
 
     // MARK: Input
@@ -105,8 +116,8 @@ public struct BLAKE3: Sendable {
                 // Strictly more than a chunk (block) must remain, so that the last one
                 // stays buffered for `finalize`.
                 if blocksCompressed == 0 && usesAVX2 {
-                    // AVX2: the largest aligned subtree (8…256 chunks) that leaves more
-                    // input behind, or eight loose chunks while the counter is unaligned.
+                    // AVX2 / AVX-512: the largest aligned subtree (8…256 chunks) that leaves
+                    // more input behind, or eight loose chunks while the counter is unaligned.
                     while remaining > 8 * Self.chunkLength {
                         if chunkCounter % 8 == 0 {
                             var size = 256
@@ -114,9 +125,15 @@ public struct BLAKE3: Sendable {
                                 size >>= 1
                             }
                             var cv = ChainingValue.iv
+                            let wide = usesAVX512 && size >= 16
                             withUnsafeMutablePointer(to: &cv) { out in
                                 out.withMemoryRebound(to: UInt32.self, capacity: 8) {
-                                    endpointmux_blake3_avx2_subtree(pointer.assumingMemoryBound(to: UInt8.self), size, chunkCounter, $0)
+                                    let input = pointer.assumingMemoryBound(to: UInt8.self)
+                                    if wide {
+                                        endpointmux_blake3_avx512_subtree(input, size, chunkCounter, $0)
+                                    } else {
+                                        endpointmux_blake3_avx2_subtree(input, size, chunkCounter, $0)
+                                    }
                                 }
                             }
                             addSubtree(cv, chunkCount: UInt64(size))
