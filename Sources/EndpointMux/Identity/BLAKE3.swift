@@ -117,7 +117,7 @@ public struct BLAKE3: Sendable {
                 // stays buffered for `finalize`.
                 if blocksCompressed == 0 && usesAVX2 {
                     // AVX2 / AVX-512: the largest aligned subtree (8…256 chunks) that leaves
-                    // more input behind, or eight loose chunks while the counter is unaligned.
+                    // more input behind, or loose chunks up to the next multiple of 8.
                     while remaining > 8 * Self.chunkLength {
                         if chunkCounter % 8 == 0 {
                             var size = 256
@@ -140,15 +140,18 @@ public struct BLAKE3: Sendable {
                             pointer += size * Self.chunkLength
                             remaining -= size * Self.chunkLength
                         } else {
+                            // Eight chunks hashed, only those up to the next multiple of 8
+                            // kept, so the following ones form aligned subtrees again.
+                            let keep = 8 - Int(chunkCounter % 8)
                             withUnsafeTemporaryAllocation(of: ChainingValue.self, capacity: 8) { cvs in
-                                guard let base = cvs.baseAddress else { return }
+                                guard let base = cvs.baseAddress else { preconditionFailure("no stack buffer") }
                                 base.withMemoryRebound(to: UInt32.self, capacity: 64) {
                                     endpointmux_blake3_avx2_hash8_chunks(pointer.assumingMemoryBound(to: UInt8.self), chunkCounter, $0)
                                 }
-                                for i in 0..<8 { addChunk(base[i]) }
+                                for i in 0..<keep { addChunk(base[i]) }
                             }
-                            pointer += 8 * Self.chunkLength
-                            remaining -= 8 * Self.chunkLength
+                            pointer += keep * Self.chunkLength
+                            remaining -= keep * Self.chunkLength
                         }
                     }
                 }
