@@ -36,8 +36,11 @@ let package = Package(
         ),
         // CMSG_* macros and other socket helpers that do not import into Swift.
         .target(name: "CSocketShims"),
+        // BLAKE3 hash_many with AVX2, chosen at run time (no -mavx2: the functions carry
+        // target attributes); the portable Swift code in EndpointMux is the fallback.
+        .target(name: "CBLAKE3SIMD"),
         // The sans-IO core: framing, messages, identity, the mux decision.
-        .target(name: "EndpointMux", dependencies: ["CProtobuf"], swiftSettings: strict),
+        .target(name: "EndpointMux", dependencies: ["CProtobuf", "CBLAKE3SIMD"], swiftSettings: strict),
         // Everything that touches a file descriptor.
         .target(
             name: "LegacyAdapters",

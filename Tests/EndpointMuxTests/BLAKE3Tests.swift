@@ -56,16 +56,20 @@ struct BLAKE3Tests {
         try checkAgainstOracle(bytes)
     }
 
-    /// At least 200 lengths: every chunk and tree boundary the four-wide and sixteen-chunk
-    /// paths meet (0, 1, 1023…1025, 2048, 4096·k ± 1, 16 KiB·k ± 1), random lengths, and a
-    /// few MiB; each hashed one-shot and in random pieces (so batches start at chunk
-    /// counters that are not multiples of 4 or 16), all checked by one `b3sum` run.
-    @Test("matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces")
+    /// At least 200 lengths: every chunk and tree boundary the four-wide, eight-wide and
+    /// subtree paths meet (0, 1, 1023…1025, 2048, 4096·k ± 1, 8 KiB·k ± 1, 16 KiB·k ± 1,
+    /// 256 KiB·k ± 1), random lengths, and a few MiB; each hashed one-shot and in random
+    /// pieces (so batches start at chunk counters that are not multiples of 4, 8 or 16) by
+    /// every implementation this CPU runs (portable Swift, AVX2, AVX-512), all checked by one
+    /// `b3sum` run.
+    @Test("matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces, every implementation")
     func manyLengths() throws {
         var lengths = [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 5120]
         for k in 1...17 { lengths += [4096 * k - 1, 4096 * k, 4096 * k + 1] }
+        for k in [3, 5, 9, 17, 33] { lengths += [8192 * k - 1, 8192 * k + 1] }
         for k in [1, 2, 3, 4, 5, 8] { lengths += [16384 * k - 1, 16384 * k + 1] }
-        lengths += [(2 << 20) + 1, (3 << 20) - 1]
+        for k in [1, 2, 3, 5] { lengths += [262_144 * k - 1, 262_144 * k, 262_144 * k + 1] }
+        lengths += [(2 << 20) + 1, (3 << 20) - 1, (4 << 20) + 8 * 1024 + 5]
         var generator = SplitMix64(seed: 0x2001_B1A4E3)
         while lengths.count < 230 {
             lengths.append(Int.random(in: 0...(Bool.random(using: &generator) ? 9000 : 70_000), using: &generator))
@@ -80,21 +84,43 @@ struct BLAKE3Tests {
         }
         let expected = try B3Sum.digests(ofFilesAtPaths: inputs.map(\.path))
         #expect(expected.count == inputs.count)
+        let implementations = BLAKE3.Implementation.allCases.filter(\.isAvailable)
         for ((path, bytes), digest) in zip(inputs, expected) {
             #expect(BLAKE3.hash(bytes) == digest, "one-shot, \(bytes.count) bytes")
-            var hasher = BLAKE3()
-            var offset = 0
-            while offset < bytes.count {
-                // Pieces of up to 40 KiB, cut anywhere: batches start at any chunk counter.
-                let end = min(bytes.count, offset + Int.random(in: 1...40_000, using: &generator))
-                hasher.update(bytes[offset..<end])
-                offset = end
+            for implementation in implementations {
+                var oneShot = BLAKE3(implementation: implementation)
+                oneShot.update(bytes)
+                #expect(oneShot.finalize() == digest, "one-shot, \(implementation), \(bytes.count) bytes")
+                var hasher = BLAKE3(implementation: implementation)
+                var offset = 0
+                while offset < bytes.count {
+                    // Pieces of up to 300 KiB, cut anywhere: batches start at any chunk counter.
+                    let limit = Bool.random(using: &generator) ? 40_000 : 300_000
+                    let end = min(bytes.count, offset + Int.random(in: 1...limit, using: &generator))
+                    hasher.update(bytes[offset..<end])
+                    offset = end
+                }
+                #expect(hasher.finalize() == digest, "random pieces, \(implementation), \(bytes.count) bytes")
             }
-            #expect(hasher.finalize() == digest, "random pieces, \(bytes.count) bytes")
             if bytes.count > 1 << 20 {
                 #expect(try BLAKE3.hash(fileAtPath: path) == digest, "file, \(bytes.count) bytes")
             }
         }
+    }
+
+    /// The SIMD paths must be the ones in use wherever the CPU has them (else the tests
+    /// above would check only the fallback on such machines).
+    @Test("the AVX-512 / AVX2 implementation is chosen when the CPU has it")
+    func avx2IsChosen() throws {
+        #if arch(x86_64) && os(Linux)
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+        let hasAVX2 = flags.contains("avx2"), hasAVX512 = hasAVX2 && flags.contains("avx512f")
+        #expect(BLAKE3.Implementation.avx2.isAvailable == hasAVX2)
+        #expect(BLAKE3.Implementation.avx512.isAvailable == hasAVX512)
+        #expect(BLAKE3.bestImplementation == (hasAVX512 ? .avx512 : hasAVX2 ? .avx2 : .portable))
+        #endif
+        #expect(BLAKE3.Implementation.portable.isAvailable)
     }
 
     @Test("finalize does not consume the hasher")
@@ -152,6 +178,11 @@ struct BLAKE3Tests {
         #expect(BLAKE3.hash(bytes) == expected, "hash([UInt8]), \(size) bytes", sourceLocation: sourceLocation)
         bytes.withUnsafeBytes { raw in
             #expect(BLAKE3.hash(raw) == expected, "hash(UnsafeRawBufferPointer), \(size) bytes", sourceLocation: sourceLocation)
+            for implementation in BLAKE3.Implementation.allCases where implementation.isAvailable {
+                var hasher = BLAKE3(implementation: implementation)
+                hasher.update(raw)
+                #expect(hasher.finalize() == expected, "\(implementation), \(size) bytes", sourceLocation: sourceLocation)
+            }
         }
         for split in Self.splits {
             var hasher = BLAKE3()

@@ -72,6 +72,28 @@ import Testing
         for body in cases { Self.check(body) }
     }
 
+    /// Varint fields of every length from 1 to 11 bytes (terminated or not), followed by
+    /// other fields or junk, and cut at every length: covers the one-byte, eight-bytes-at-
+    /// once (9th and 10th byte) and byte-by-byte varint paths and their ends.
+    @Test func varintsOfEveryLengthAndCutAgree() {
+        var rng = SplitMix64(seed: 0x7A91_0C0D)
+        let trailers: [[UInt8]] = [[], [0x08, 0x01], [0x22, 0x03, 1, 2, 3], [0x28, 0x96, 0x01], [0x00], [0x80]]
+        for tag: UInt8 in [0x08, 0x10, 0x18, 0x28, 0x30, 0x38] {
+            for length in 1...11 {
+                for round in 0..<25 {
+                    var varint = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) | 0x80 }
+                    if round % 5 != 0 { varint[length - 1] &= 0x7F }  // mostly terminated
+                    var trailer = trailers[round % trailers.count]
+                    if round % 7 == 3 {
+                        trailer = (0..<Int.random(in: 0...12, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                    }
+                    let body = [tag] + varint + trailer
+                    for cut in stride(from: body.count, through: 1, by: -1) { Self.check(Array(body[..<cut])) }
+                }
+            }
+        }
+    }
+
     @Test func randomFramesAndMutationsAgree() throws {
         var rng = SplitMix64(seed: 0xE17D_0147)
         var accepted = 0

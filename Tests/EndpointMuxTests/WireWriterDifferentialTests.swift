@@ -93,11 +93,16 @@ import Testing
     }
 
     static func frame(_ g: inout SplitMix64) -> Frame {
-        let payloadCount = [0, 1, 32, 127, 128, Int.random(in: 0...600, using: &g), 16_383, 16_384].randomElement(using: &g) ?? 0
+        // Sizes around the inline small-copy path (16…64 bytes) as well.
+        let payloadCount = [0, 1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128,
+                            Int.random(in: 0...600, using: &g), Int.random(in: 0...600, using: &g),
+                            16_383, 16_384].randomElement(using: &g) ?? 0
+        // A third without trace fields: the encoders' trace-less fast path.
+        let traced = Int.random(in: 0..<3, using: &g) != 0
         return Frame(
             envelopeVersion: u32(&g), kind: FrameKind(rawValue: i32(&g)), payloadProtocol: PayloadProtocol(rawValue: u32(&g)),
             payload: bytes(payloadCount, &g), requestID: u64(&g), payloadEncoding: PayloadEncoding(rawValue: i32(&g)),
-            deadlineUnixMilliseconds: u64(&g), traceparent: string(&g), tracestate: string(&g))
+            deadlineUnixMilliseconds: u64(&g), traceparent: traced ? string(&g) : "", tracestate: traced ? string(&g) : "")
     }
 
     // MARK: Frames

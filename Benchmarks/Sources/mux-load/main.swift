@@ -69,7 +69,7 @@ enum MuxLoad {
         let idleCount = min(max(1, Env.int("MUX_LOAD_IDLE_CONNECTIONS", default: 10_000)), 100_000)
         let timeoutSeconds = max(10, Env.int("MUX_LOAD_TIMEOUT_S", default: 300))
         let allCases = cases()
-        let knownNames = allCases.map(\.name) + [scaleCaseName, idleCaseName]
+        let knownNames = allCases.map(\.name) + [scaleCaseName, ReadyTest.caseName, idleCaseName]
         let selected: Set<String>
         if let list = Env.string("MUX_LOAD_CASES") {
             selected = Set(list.split(separator: ",").map { String($0).trimmingSpaces() })
@@ -165,6 +165,17 @@ enum MuxLoad {
             } else {
                 note("mux-load: \(scaleCaseName) needs echo.v1.c1.o32 and echo.v1.c8.o32 in the same run")
             }
+        }
+        if selected.contains(ReadyTest.caseName) && !Children.shared.isStopping {
+            do {
+                try ReadyTest.run(binaryDirectory: binaryDirectory, directory: directory, rounds: 2 * rounds + 1)
+            } catch {
+                failures += 1
+                note("mux-load: \(ReadyTest.caseName) failed: \(error)")
+                print("READY kvd 0 baseline=0 ratio=0 failed")
+            }
+            printed += 1
+            fflush(nil)
         }
         if selected.contains(idleCaseName) && !Children.shared.isStopping {
             do {

@@ -1,3 +1,4 @@
+internal import CBLAKE3SIMD
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -36,12 +37,56 @@ public struct BLAKE3: Sendable {
     private var stack: Octet<Octet<ChainingValue>>
     /// Number of entries in `stack`.
     private var stackLength: Int = 0
+    /// Whether whole chunks go through the AVX2 code (`CBLAKE3SIMD`) instead of the
+    /// portable Swift SIMD4 code.
+    private let usesAVX2: Bool
+    /// Whether subtrees of 16 chunks or more go through the AVX-512 code (implies `usesAVX2`).
+    private let usesAVX512: Bool
+
+    /// The code paths a hasher can use for whole chunks.
+    package enum Implementation: Sendable, CaseIterable {
+        /// Swift only: four chunks at a time in `SIMD4<UInt32>` lanes (SSE2 / NEON).
+        case portable
+        /// Eight chunks at a time with AVX2 (x86-64 CPUs that have it), subtrees of up to
+        /// 256 chunks hashed in C.
+        case avx2
+        /// Sixteen chunks at a time with AVX-512F for subtrees of 16 to 256 chunks, AVX2 for
+        /// groups of eight.
+        case avx512
+
+        /// Whether this CPU can run the implementation.
+        package var isAvailable: Bool {
+            switch self {
+            case .portable: return true
+            case .avx2: return BLAKE3.avx2Available
+            case .avx512: return BLAKE3.avx2Available && BLAKE3.avx512Available
+            }
+        }
+    }
+
+    /// Checked once per process.
+    private static let avx2Available: Bool = endpointmux_blake3_avx2_available() != 0
+    private static let avx512Available: Bool = endpointmux_blake3_avx512_available() != 0
+
+    /// The fastest implementation this CPU runs.
+    package static var bestImplementation: Implementation {
+        Implementation.avx512.isAvailable ? .avx512 : avx2Available ? .avx2 : .portable
+    }
 
     /// Creates a hasher in the initial state (the digest of no input).
     public init() {
+        self.init(implementation: Self.bestImplementation)
+    }
+
+    /// Creates a hasher that uses `implementation` (the portable one when this CPU cannot
+    /// run it). Every implementation gives the same digests; tests compare them.
+    package init(implementation: Implementation) {
         let iv = ChainingValue.iv
         let eight = Octet(iv, iv, iv, iv, iv, iv, iv, iv)
         stack = Octet(eight, eight, eight, eight, eight, eight, eight, eight)
+        let usable = implementation.isAvailable ? implementation : .portable
+        usesAVX2 = usable != .portable
+        usesAVX512 = usable == .avx512
     }
 
     // MARK: Input
@@ -70,6 +115,46 @@ public struct BLAKE3: Sendable {
                 // Fast paths: whole chunks, then whole blocks, straight from the input.
                 // Strictly more than a chunk (block) must remain, so that the last one
                 // stays buffered for `finalize`.
+                if blocksCompressed == 0 && usesAVX2 {
+                    // AVX2 / AVX-512: the largest aligned subtree (8…256 chunks) that leaves
+                    // more input behind, or loose chunks up to the next multiple of 8.
+                    while remaining > 8 * Self.chunkLength {
+                        if chunkCounter % 8 == 0 {
+                            var size = 256
+                            while size > 8 && (chunkCounter % UInt64(size) != 0 || remaining <= size * Self.chunkLength) {
+                                size >>= 1
+                            }
+                            var cv = ChainingValue.iv
+                            let wide = usesAVX512 && size >= 16
+                            withUnsafeMutablePointer(to: &cv) { out in
+                                out.withMemoryRebound(to: UInt32.self, capacity: 8) {
+                                    let input = pointer.assumingMemoryBound(to: UInt8.self)
+                                    if wide {
+                                        endpointmux_blake3_avx512_subtree(input, size, chunkCounter, $0)
+                                    } else {
+                                        endpointmux_blake3_avx2_subtree(input, size, chunkCounter, $0)
+                                    }
+                                }
+                            }
+                            addSubtree(cv, chunkCount: UInt64(size))
+                            pointer += size * Self.chunkLength
+                            remaining -= size * Self.chunkLength
+                        } else {
+                            // Eight chunks hashed, only those up to the next multiple of 8
+                            // kept, so the following ones form aligned subtrees again.
+                            let keep = 8 - Int(chunkCounter % 8)
+                            withUnsafeTemporaryAllocation(of: ChainingValue.self, capacity: 8) { cvs in
+                                guard let base = cvs.baseAddress else { preconditionFailure("no stack buffer") }
+                                base.withMemoryRebound(to: UInt32.self, capacity: 64) {
+                                    endpointmux_blake3_avx2_hash8_chunks(pointer.assumingMemoryBound(to: UInt8.self), chunkCounter, $0)
+                                }
+                                for i in 0..<keep { addChunk(base[i]) }
+                            }
+                            pointer += keep * Self.chunkLength
+                            remaining -= keep * Self.chunkLength
+                        }
+                    }
+                }
                 if blocksCompressed == 0 {
                     // Sixteen chunks at a time as one subtree (chunks and the first two
                     // parent levels four-wide), where the tree allows it; then four chunks

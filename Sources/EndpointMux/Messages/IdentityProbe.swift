@@ -234,16 +234,17 @@ public struct ProbeResponder: Hashable, Sendable {
         let total = template.count + tailCount
         let body = total - V1Framing.headerByteCount
         try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
+        // Callers pass a validated 32-byte nonce.
+        guard let nonceBase = nonce.baseAddress, nonce.count == ProbeRequest.nonceByteCount else { return [] }
         let nonceOffset = nonceOffset
         return template.withUnsafeBufferPointer { template in
-            [UInt8](unsafeUninitializedCapacity: total) { out, count in
-                guard let base = out.baseAddress, let templateBase = template.baseAddress,
-                      let nonceBase = nonce.baseAddress, nonce.count == ProbeRequest.nonceByteCount
-                else { count = 0; return }
-                UnsafeMutableRawPointer(base).copyMemory(from: templateBase, byteCount: template.count)
+            ProtobufWireWriter.makeByteArray(count: total) { base in
+                if let templateBase = template.baseAddress {
+                    UnsafeMutableRawPointer(base).copyMemory(from: templateBase, byteCount: template.count)
+                }
                 ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: base)
                 UnsafeMutableRawPointer(base + nonceOffset).copyMemory(from: nonceBase, byteCount: ProbeRequest.nonceByteCount)
-                count = template.count + fields.writeTail(to: base + template.count)
+                _ = fields.writeTail(to: base + template.count)
             }
         }
     }

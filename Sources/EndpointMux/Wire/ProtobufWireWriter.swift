@@ -148,6 +148,44 @@ package enum ProtobufWireWriter {
         }
     }
 
+    /// Copies `count` bytes (non-overlapping); up to 64 bytes inline with 16-byte moves
+    /// (two overlapping ones per 16–32 bytes), longer runs through `memmove`. Small
+    /// payloads are the common case and a call through the PLT costs more than the copy.
+    @inline(__always)
+    package static func copyBytes(to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
+        typealias V = SIMD16<UInt8>
+        if count >= 16 && count <= 64 {
+            let head = source.loadUnaligned(as: V.self)
+            let tail = source.loadUnaligned(fromByteOffset: count &- 16, as: V.self)
+            if count > 32 {
+                let second = source.loadUnaligned(fromByteOffset: 16, as: V.self)
+                let third = source.loadUnaligned(fromByteOffset: count &- 32, as: V.self)
+                destination.storeBytes(of: second, toByteOffset: 16, as: V.self)
+                destination.storeBytes(of: third, toByteOffset: count &- 32, as: V.self)
+            }
+            destination.storeBytes(of: head, as: V.self)
+            destination.storeBytes(of: tail, toByteOffset: count &- 16, as: V.self)
+        } else {
+            destination.copyMemory(from: source, byteCount: count)
+        }
+    }
+
+    /// A new array of exactly `count` bytes, filled by `initialize` (which must write all
+    /// of them at the pointer it is given).
+    ///
+    /// This is the allocation array literals use (`_allocateUninitializedArray`): the
+    /// storage's type metadata comes from a per-call-site cache. `[UInt8](unsafeUninitializedCapacity:)`
+    /// and `reserveCapacity` go through an unspecialized stdlib entry point that looks the
+    /// metadata of `_ContiguousArrayStorage<UInt8>` up in the runtime's generic cache on
+    /// every call (measured: 26 ns against 60 ns to allocate and free 150 bytes).
+    @inline(__always)
+    package static func makeByteArray(count: Int, _ initialize: (UnsafeMutablePointer<UInt8>) -> Void) -> [UInt8] {
+        guard count > 0 else { return [] }
+        let (array, storage): ([UInt8], _) = _allocateUninitializedArray(count._builtinWordValue)
+        initialize(UnsafeMutablePointer<UInt8>(storage))
+        return _finalizeUninitializedArray(array)
+    }
+
     /// Appends the first `count` bytes at `source` to `buffer` (capacity already reserved).
     @inline(__always)
     package static func append(_ buffer: inout [UInt8], _ source: UnsafeRawPointer, count: Int) {
@@ -226,7 +264,7 @@ package struct FrameFields {
     package func writeBody(payload: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) -> Int {
         var n = writeHead(to: out)
         if let base = payload.baseAddress, payloadByteCount != 0 {
-            UnsafeMutableRawPointer(out + n).copyMemory(from: base, byteCount: payloadByteCount)
+            ProtobufWireWriter.copyBytes(to: UnsafeMutableRawPointer(out + n), from: base, count: payloadByteCount)
             n &+= payloadByteCount
         }
         return n &+ writeTail(to: out + n)
@@ -238,11 +276,9 @@ package struct FrameFields {
     package func encodedFrame(payload: UnsafeRawBufferPointer, maxBodyByteCount: Int) throws(FramingError) -> [UInt8] {
         let body = bodyByteCount
         try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
-        let total = V1Framing.headerByteCount &+ body
-        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            guard let base = out.baseAddress else { count = 0; return }
+        return ProtobufWireWriter.makeByteArray(count: V1Framing.headerByteCount &+ body) { base in
             ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: base)
-            count = V1Framing.headerByteCount &+ writeBody(payload: payload, to: base + V1Framing.headerByteCount)
+            _ = writeBody(payload: payload, to: base + V1Framing.headerByteCount)
         }
     }
 
@@ -254,10 +290,27 @@ package struct FrameFields {
     package func appendFrame(
         payload: UnsafeRawBufferPointer, to buffer: inout [UInt8], maxBodyByteCount: Int
     ) throws(FramingError) {
+        let body = bodyByteCount
+        if body <= Self.stagedBodyByteCount {
+            // Small frames are written whole on the stack and appended at once: one
+            // uniqueness and capacity check of `buffer` instead of one per piece.
+            try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
+            let total = V1Framing.headerByteCount &+ body
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: V1Framing.headerByteCount + Self.stagedBodyByteCount) { scratch in
+                guard let s = scratch.baseAddress else { return }
+                ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: s)
+                _ = writeBody(payload: payload, to: s + V1Framing.headerByteCount)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(start: s, count: total))
+            }
+            return
+        }
         try appendFrame(to: &buffer, maxBodyByteCount: maxBodyByteCount) { buffer in
             if let base = payload.baseAddress { ProtobufWireWriter.append(&buffer, base, count: payloadByteCount) }
         }
     }
+
+    /// Bodies up to this size are staged whole on the stack by ``appendFrame(payload:to:maxBodyByteCount:)``.
+    package static let stagedBodyByteCount = 512
 
     /// Appends a whole v1 frame to `buffer`; `appendPayload` appends exactly
     /// ``payloadByteCount`` bytes (field 4's value) when the payload is not empty.
