@@ -57,6 +57,17 @@ import Testing
         }
     }
 
+    @Test func takingFromTheReceiveBufferMovesInPlace() {
+        var buffer = ReceiveBuffer()
+        let bytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        bytes.withUnsafeBytes { buffer.append($0) }
+        let base = buffer.withUnsafeBytes { $0.baseAddress }
+        let taken = buffer.take(37..<100_000)
+        #expect(taken == Array(bytes[37...]))
+        #expect(taken.withUnsafeBytes { $0.baseAddress } == base, "the storage itself, not a copy")
+        #expect(buffer.isEmpty && buffer.capacity == 0)
+    }
+
     @Test func aBigFrameFollowedByMoreInputIsCopiedOut() throws {
         var g = SplitMix64(seed: 0x5108)
         let payload = Oracle.bytes(200_000, &g)

@@ -112,7 +112,7 @@ package struct BrokerStateMachine: Sendable {
     private var listeners: [BrokerListenerID: Listener] = [:]
     private var waits: [UInt64: Wait] = [:]
     private var connects: [BrokerConnectID: UInt64] = [:]
-    private var deadlines = WaitDeadlines()
+    private var deadlines = DeadlineHeap<UInt64>()
     private var nextListener: UInt64 = 1
     private var nextWait: UInt64 = 1
     private var actions: [Action] = []
@@ -327,7 +327,8 @@ package struct BrokerStateMachine: Sendable {
     package mutating func tick(now: ContinuousClock.Instant) {
         while true {
             let live = waits
-            guard let (_, waitID) = deadlines.popDue(now: now, isLive: { live[$0] != nil }) else { return }
+            deadlines.discardStale { live[$0] == nil }
+            guard let (_, waitID) = deadlines.popDue(now: now) else { return }
             removeWait(waitID, answer: .timedOut)
         }
     }
@@ -359,7 +360,7 @@ package struct BrokerStateMachine: Sendable {
             if connects.removeValue(forKey: connectID) != nil { actions.append(.abortConnect(connectID)) }
         }
         let live = waits
-        deadlines.discardStale { live[$0] != nil }
+        deadlines.discardStale { live[$0] == nil }
         if let answer { actions.append(.reply(wait.target, .error(answer.errorObject))) }
     }
 
@@ -370,55 +371,5 @@ package struct BrokerStateMachine: Sendable {
         listeners[id] = nil
         clients[listener.owner]?.listeners.remove(id)
         if !listener.isPair { actions.append(.closeListener(id)) }
-    }
-}
-
-/// Deadlines of waiting requests: a binary heap with lazy removal (entries of finished
-/// waits are dropped when they reach the top).
-private struct WaitDeadlines: Sendable {
-    private var entries: [(deadline: ContinuousClock.Instant, wait: UInt64)] = []
-
-    var earliest: ContinuousClock.Instant? { entries.first?.deadline }
-
-    mutating func push(_ deadline: ContinuousClock.Instant, _ wait: UInt64) {
-        entries.append((deadline, wait))
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].deadline < entries[parent].deadline else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    /// Pops stale tops (waits no longer live) so ``earliest`` is a live deadline.
-    mutating func discardStale(isLive: (UInt64) -> Bool) {
-        while let first = entries.first, !isLive(first.wait) { popFirst() }
-    }
-
-    /// The earliest live entry due at `now`, removed.
-    mutating func popDue(now: ContinuousClock.Instant, isLive: (UInt64) -> Bool)
-        -> (deadline: ContinuousClock.Instant, wait: UInt64)?
-    {
-        discardStale(isLive: isLive)
-        guard let first = entries.first, first.deadline <= now else { return nil }
-        popFirst()
-        return first
-    }
-
-    private mutating func popFirst() {
-        let last = entries.removeLast()
-        guard !entries.isEmpty else { return }
-        entries[0] = last
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1, right = left + 1
-            var smallest = parent
-            if left < entries.count, entries[left].deadline < entries[smallest].deadline { smallest = left }
-            if right < entries.count, entries[right].deadline < entries[smallest].deadline { smallest = right }
-            guard smallest != parent else { return }
-            entries.swapAt(parent, smallest)
-            parent = smallest
-        }
     }
 }

@@ -460,18 +460,13 @@ final class BrokerAcceptor: LoopSource, @unchecked Sendable {
 
     private func acceptClients(now: ContinuousClock.Instant) {
         for _ in 0..<64 {
-            let fd = endpointmux_accept_cloexec(fileDescriptor, nil, nil)
-            if fd >= 0 {
-                state.adopt(fd)
-                continue
-            }
-            switch errno {
-            case EINTR, ECONNABORTED, EPROTO: continue
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                pausedUntil = now + ServiceListener.backoff
+            switch Acceptor.accept(fileDescriptor) {
+            case let .accepted(fd): state.adopt(fd)
+            case .outOfResources:
+                pausedUntil = now + Acceptor.backoff
                 return
-            default:
-                return  // EAGAIN: nothing more now
+            case .empty, .failed:
+                return
             }
         }
     }
@@ -512,27 +507,24 @@ final class BrokerListenerSource: LoopSource, @unchecked Sendable {
             accepts += 1
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &storage) {
+            let outcome = withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    endpointmux_accept_cloexec(fileDescriptor, $0, &length)
+                    Acceptor.accept(fileDescriptor, address: $0, length: &length)
                 }
             }
-            if fd >= 0 {
+            switch outcome {
+            case let .accepted(fd):
                 let peer = withUnsafeBytes(of: &storage) { raw -> BrokerEndpoint in
                     guard let base = raw.baseAddress else { return .unix(path: "") }
                     return BrokerSockets.endpoint(base, length: length)
                 }
                 state.accepted(fd, on: id, peer: peer, now: now)
-                continue
-            }
-            let code = errno
-            switch code {
-            case EINTR, ECONNABORTED, EPROTO: continue
-            case EAGAIN, EWOULDBLOCK: return
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                pausedUntil = now + ServiceListener.backoff
+            case .empty:
                 return
-            default:
+            case .outOfResources:
+                pausedUntil = now + Acceptor.backoff
+                return
+            case let .failed(code):
                 state.acceptFailed(on: id, errno: code, now: now)
                 return
             }

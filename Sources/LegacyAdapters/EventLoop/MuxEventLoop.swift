@@ -1,4 +1,5 @@
 import CSocketShims
+import EndpointMux
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -44,7 +45,7 @@ package final class MuxEventLoop: @unchecked Sendable {
     private var sources: [Int32: any LoopSource] = [:]
     private var registered: [Int32: UInt32] = [:]
     private var scheduled: [Int32: (deadline: ContinuousClock.Instant, generation: UInt64)] = [:]
-    private var timers = DeadlineHeap()
+    private var timers = DeadlineHeap<TimerKey>()
     private var generation: UInt64 = 0
 
     /// Starts a loop on a thread of its own.
@@ -120,7 +121,7 @@ package final class MuxEventLoop: @unchecked Sendable {
             if let deadline {
                 generation &+= 1
                 scheduled[fd] = (deadline, generation)
-                timers.push(deadline: deadline, fd: fd, generation: generation)
+                timers.push(deadline, TimerKey(fd: fd, generation: generation))
             } else {
                 scheduled[fd] = nil
             }
@@ -189,8 +190,8 @@ package final class MuxEventLoop: @unchecked Sendable {
             // Take the due timers first: a source that asks to be called again at once
             // (a deferred end, a paused turn) runs in the next iteration, at a later
             // instant, instead of spinning here with this one.
-            var due: [DeadlineHeap.Entry] = []
-            while let entry = timers.popDue(now: now) { due.append(entry) }
+            var due: [TimerKey] = []
+            while let entry = timers.popDue(now: now) { due.append(entry.key) }
             for due in due {
                 guard let entry = scheduled[due.fd], entry.generation == due.generation,
                       let source = sources[due.fd] else { continue }
@@ -237,47 +238,8 @@ final class Counter: @unchecked Sendable {
     func increment() -> Int { lock.withLock { defer { value &+= 1 }; return value } }
 }
 
-/// Deadlines by instant, with lazy removal (entries carry a generation; stale ones are
-/// skipped when popped).
-struct DeadlineHeap {
-    struct Entry {
-        var deadline: ContinuousClock.Instant
-        var fd: Int32
-        var generation: UInt64
-    }
-
-    private var entries: [Entry] = []
-
-    var earliest: ContinuousClock.Instant? { entries.first?.deadline }
-
-    mutating func push(deadline: ContinuousClock.Instant, fd: Int32, generation: UInt64) {
-        entries.append(Entry(deadline: deadline, fd: fd, generation: generation))
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].deadline < entries[parent].deadline else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    /// The earliest entry due at `now`, removed.
-    mutating func popDue(now: ContinuousClock.Instant) -> Entry? {
-        guard let first = entries.first, first.deadline <= now else { return nil }
-        let last = entries.removeLast()
-        if !entries.isEmpty {
-            entries[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < entries.count, entries[left].deadline < entries[smallest].deadline { smallest = left }
-                if right < entries.count, entries[right].deadline < entries[smallest].deadline { smallest = right }
-                guard smallest != parent else { break }
-                entries.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return first
-    }
+/// Which source a loop timer is for, and which of its deadlines (stale ones are skipped).
+struct TimerKey: Sendable {
+    var fd: Int32
+    var generation: UInt64
 }

@@ -237,7 +237,6 @@ private final class ServiceState: @unchecked Sendable {
 /// A listening socket on a loop: accepts while readable; out of fds, it pauses for
 /// ``backoff`` (off the epoll set, a deadline to resume) instead of spinning.
 final class ServiceListener: LoopSource, @unchecked Sendable {
-    static let backoff: Duration = .milliseconds(100)
     let fileDescriptor: Int32
     var loop: MuxEventLoop?
     private let onAccept: (Int32) -> Void
@@ -258,19 +257,13 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
             self.pausedUntil = nil
         }
         for _ in 0..<256 {
-            let fd = accept(fileDescriptor, nil, nil)
-            if fd >= 0 {
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                onAccept(fd)
-                continue
-            }
-            switch errno {
-            case EINTR, ECONNABORTED, EPROTO: continue
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                pausedUntil = now + Self.backoff
+            switch Acceptor.accept(fileDescriptor) {
+            case let .accepted(fd): onAccept(fd)
+            case .outOfResources:
+                pausedUntil = now + Acceptor.backoff
                 return
-            default:
-                return  // EAGAIN: nothing more now
+            case .empty, .failed:
+                return
             }
         }
     }
