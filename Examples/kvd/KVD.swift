@@ -1,9 +1,7 @@
 import ArgumentParser
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// kvd: a key-value daemon with a line protocol older than EndpointMux, retrofitted to
 /// also answer identity probes, serve its commands as v1 frames on lane 0xF0B7, and

@@ -2,9 +2,7 @@ import EndpointMux
 import LegacyAdaptersNIO
 import NIOCore
 import NIOPosix
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// kvd on SwiftNIO. Before EndpointMux the pipeline was `[LineDecoder, KVLegacyHandler]`;
 /// the retrofit puts `EndpointMuxHandler` first (per-message legacy mode with the same line

@@ -1,8 +1,6 @@
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// kvd's event loop, as it was before EndpointMux: it owns the listening socket and every
 /// connection, waits with `poll(2)`, and speaks the line protocol. The retrofit changes

@@ -2,9 +2,7 @@ import ArgumentParser
 import Dispatch
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `muxctl broker`: drive a netbroker by hand, one step after another on one connection
 /// (listeners live as long as the connection, so a session is one command line).

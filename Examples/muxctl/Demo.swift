@@ -1,9 +1,7 @@
 import ArgumentParser
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `muxctl demo`: starts kvd (a legacy line-protocol daemon retrofitted with EndpointMux)
 /// on a temporary socket and talks to it as four different clients on the same socket.

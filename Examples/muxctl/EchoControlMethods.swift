@@ -1,8 +1,6 @@
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The control methods `muxctl serve` answers (the JSON-FD test contract):
 /// - `echo`: result = params, or `null` when absent;

@@ -1,9 +1,7 @@
 public import ArgumentParser
 public import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @main
 struct MuxCtl: ParsableCommand {

@@ -1,9 +1,7 @@
 import ArgumentParser
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(

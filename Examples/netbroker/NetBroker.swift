@@ -1,9 +1,7 @@
 import ArgumentParser
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// netbroker: network capabilities for sandboxed daemons, over the JSON-FD control channel.
 ///

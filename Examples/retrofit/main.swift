@@ -5,9 +5,7 @@
 // 0xF0B7 and JSON-FD control.
 import EndpointMux
 import LegacyAdapters
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The daemon's old protocol, untouched: one line in, the line upper-cased out.
 func oldProtocolReply(_ line: [UInt8]) -> [UInt8] { Array(String(decoding: line, as: UTF8.self).uppercased().utf8) }

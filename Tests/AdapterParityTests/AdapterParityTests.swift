@@ -4,9 +4,7 @@ import LegacyAdaptersNIO
 import NIOCore
 import NIOEmbedded
 import Testing
-#if canImport(Glibc)
 import Glibc
-#endif
 
 // One table of scripted inputs through every adapter — the POSIX `ConnectionDriver`,
 // `AsyncConnection`, the SwiftNIO handler and the SwiftNIO decoder — delivered whole, byte

@@ -2,11 +2,7 @@ import Foundation
 import Testing
 @testable import EndpointMux
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// BLAKE3 checked against the reference `b3sum` (an oracle run on the same bytes), plus
 /// known answers and error paths. `b3sum` is required: CI installs it (`apt-get install b3sum`).

@@ -1,7 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `b3sum --num-threads 1` on the same 16 MiB as `blake3.16MiB`, timed from outside the
 /// process by its CPU time (user + system): the fastest of 11 runs on the data minus the fastest of 11 runs on an empty

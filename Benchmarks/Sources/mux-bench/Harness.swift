@@ -1,7 +1,5 @@
 import CMallocCounter
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A minimal benchmark harness: runs `body` in batches, reports the median ns (of the
 /// thread's CPU time) per operation and the allocations per operation as one `BENCH` line.

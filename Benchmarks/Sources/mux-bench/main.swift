@@ -1,8 +1,6 @@
 import CPackBaseline
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#endif
 
 // mux-bench: one `BENCH <name> <median ns per op> <allocations per op>` line per
 // benchmark, with baselines from the same run (memcpy) for ratios.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Idle-connection memory: many connected clients that send nothing, held open while the
 /// server's VmRSS is read before and after; an echo on a further connection must still be

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// v1 frames written by hand: `[0x01][u32 LE length][protobuf Frame]`, fields in ascending
 /// number and proto3 defaults omitted, as libprotobuf-c and running-process write them

@@ -1,7 +1,5 @@
 import CEchoServer
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `ready.kvd` (issue 10): how long `kvd` takes from exec until it answers, against
 /// `kvd --no-mux` plus one `b3sum` of the kvd binary (the work the mux adds at start-up is

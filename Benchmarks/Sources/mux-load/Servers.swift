@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A server under test: its process and the socket it listens on.
 struct RunningServer {

@@ -1,7 +1,5 @@
 import CEchoServer
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A failure that ends one case (or the run), with a message for the report.
 struct LoadError: Error, CustomStringConvertible {

@@ -2,9 +2,7 @@
 // `swift build -c release` at the top first, then `cd Benchmarks && swift run -c release mux-load`.
 // See Benchmarks/README.md for the cases, the output lines and the knobs.
 import CEchoServer
-#if canImport(Glibc)
 import Glibc
-#endif
 
 // Re-executed as the baseline server: `mux-load --c-echo-server frames|lines PATH`.
 let arguments = CommandLine.arguments

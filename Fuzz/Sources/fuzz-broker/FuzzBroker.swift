@@ -1,7 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Broker request decoding: any bytes are parsed as JSON, classified as a control message,
 /// and decoded as a broker request (or a `$/cancelRequest`). Every input must decode or end

@@ -1,7 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Control-path fuzzing: the first byte picks a split stride; feeding the input whole and
 /// in pieces through a MuxSession must give the same verdicts (or the same error class),

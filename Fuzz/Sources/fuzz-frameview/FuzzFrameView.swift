@@ -1,7 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Differential fuzzing: the zero-copy FrameView and libprotobuf-c (Frame(parsingBody:))
 /// must both reject a body or both accept it with the same fields; the mux must never

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An endpoint of the broker protocol: `{"kind":"tcp","host":"127.0.0.1","port":8080}`,
 /// `{"kind":"unix","path":"/run/x.sock"}` or `{"kind":"pair"}` (a broker-local rendezvous

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Symbolic names of the errno values a socket broker meets (`ECONNREFUSED`, …), for
 /// −32003 `SystemError` answers.

@@ -1,9 +1,5 @@
 internal import CBLAKE3SIMD
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The BLAKE3 hash function (default hashing mode, 32-byte output), in pure Swift.
 ///

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Facts about processes read from the operating system (Linux `/proc`).
 public enum ProcessFacts {

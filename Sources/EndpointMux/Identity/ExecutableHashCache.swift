@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// BLAKE3 digests of files hashed by this process, keyed by what identifies one version of
 /// a file: device, inode, size, modification time and change time (nanoseconds).
@@ -67,11 +63,7 @@ public enum ExecutableHashCache {
     }
 
     private static func key(_ info: stat) -> Key {
-        #if canImport(Darwin)
-        let modified = info.st_mtimespec, changed = info.st_ctimespec
-        #else
         let modified = info.st_mtim, changed = info.st_ctim
-        #endif
         return Key(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
                    modified: Int64(modified.tv_sec), modifiedNanoseconds: Int64(modified.tv_nsec),
                    changed: Int64(changed.tv_sec), changedNanoseconds: Int64(changed.tv_nsec))

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The identity file a daemon publishes next to its endpoint, in the exact format
 /// running-process writes (serde_json pretty: 2-space indent, LF, no trailing newline,
@@ -132,11 +128,7 @@ package enum FileSystem {
     }
 }
 
-#if canImport(Glibc)
 private let systemWrite = Glibc.write
-#elseif canImport(Darwin)
-private let systemWrite = Darwin.write
-#endif
 
 extension IdentityFile {
     /// Parses an identity file (pretty or compact JSON) as the reference's reader does:

@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// What a ``BrokerClient`` call can fail with.
 public enum BrokerClientError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -1,12 +1,6 @@
 import CSocketShims
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A capability broker on a Unix socket: clients ask it over the JSON-FD control channel to
 /// `listen` on, `accept` from and `connect` to network endpoints (or meet at a `pair`

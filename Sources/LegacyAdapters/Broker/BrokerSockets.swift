@@ -1,11 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Socket system calls for the broker's endpoints: addresses in and out, non-blocking
 /// listeners and connects. Every fd is created close-on-exec.
@@ -104,15 +98,7 @@ enum BrokerSockets {
         case .unix: family = AF_UNIX
         case .pair: throw Failure(errno: EAFNOSUPPORT)
         }
-        #if canImport(Darwin)
-        let fd = socket(family, SOCK_STREAM, 0)
-        if fd >= 0 {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        }
-        #else
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        #endif
         guard fd >= 0 else { throw Failure(errno: errno) }
         return fd
     }
@@ -162,11 +148,7 @@ enum BrokerSockets {
     /// A close-on-exec unix stream socketpair.
     static func socketPair() throws(Failure) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
-        #if canImport(Darwin)
-        let type = SOCK_STREAM
-        #else
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        #endif
         guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw Failure(errno: errno) }
         return (fds[0], fds[1])
     }

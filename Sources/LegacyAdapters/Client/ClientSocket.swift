@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Connecting a client socket under a deadline.
 ///
@@ -30,13 +24,7 @@ enum ClientSocket {
             guard setSendTimeout(fd, remaining) else { throw .connect(.system(operation: "setsockopt", path: path, errno: errno)) }
             let result: Int32
             do {
-                #if canImport(Glibc)
                 result = try UnixSocket.withAddress(path) { Glibc.connect(fd, $0, $1) }
-                #elseif canImport(Musl)
-                result = try UnixSocket.withAddress(path) { Musl.connect(fd, $0, $1) }
-                #else
-                result = try UnixSocket.withAddress(path) { Darwin.connect(fd, $0, $1) }
-                #endif
             } catch {
                 throw .connect(error)
             }

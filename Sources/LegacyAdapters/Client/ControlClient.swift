@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A response to a control request, with the fds that came with it (owned: whatever is
 /// not taken is closed when the reply is released).

@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A client connection speaking v1 frames: sends requests, reads frames under a
 /// deadline, and matches replies by request id. An epitaph from the server surfaces as

@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An identity verified by ``ProbeClient``.
 public struct VerifiedIdentity: Hashable, Sendable {

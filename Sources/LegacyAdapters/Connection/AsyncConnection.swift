@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// One connection for daemons written with Swift concurrency: events arrive on ``events``,
 /// sends come from any task.

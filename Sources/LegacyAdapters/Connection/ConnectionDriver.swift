@@ -1,12 +1,6 @@
 import CSocketShims
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Serves one connection over a socket the daemon owns, inside the daemon's own poll loop.
 ///

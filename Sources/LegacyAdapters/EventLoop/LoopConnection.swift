@@ -1,11 +1,5 @@
 package import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A connection served on a ``MuxEventLoop``: the loop owns the fd and closes it after
 /// ``ConnectionEvent/closed(_:)``, so no write can ever land on a reused fd number. The

@@ -1,12 +1,6 @@
 import CSocketShims
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Something a ``MuxEventLoop`` waits on: an fd, the events it wants, and a deadline.
 /// Touched only on its loop's thread.

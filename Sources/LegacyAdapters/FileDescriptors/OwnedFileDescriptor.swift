@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Closes `fd` once (negative values are skipped). `EINTR` is ignored and the call is never
 /// retried: on Linux the descriptor is released even when `close` is interrupted, so a retry

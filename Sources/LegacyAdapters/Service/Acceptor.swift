@@ -1,11 +1,5 @@
 import CSocketShims
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// `accept(2)` on a non-blocking listener with the policy every listener of this module
 /// shares: close-on-exec, transient errors retried, and running out of fds reported so the

@@ -21,10 +21,4 @@ public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -1,11 +1,5 @@
 public import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A ready-made service on a Unix socket it owns: binds like running-process's
 /// ServiceServer, publishes the identity file, and serves every connection with the

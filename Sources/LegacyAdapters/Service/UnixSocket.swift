@@ -1,11 +1,5 @@
 import EndpointMux
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Unix-domain stream socket helpers: address building, connect, and the reference
 /// ServiceServer's bind sequence.
@@ -30,11 +24,7 @@ public enum UnixSocket {
     }
 
     static func makeSocket() throws(ServiceError) -> OwnedFileDescriptor {
-        #if canImport(Darwin)
-        let fd = socket(AF_UNIX, SOCK_STREAM, 0)
-        #else
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        #endif
         guard fd >= 0 else { throw .system(operation: "socket", path: "", errno: errno) }
         return OwnedFileDescriptor(taking: fd)
     }

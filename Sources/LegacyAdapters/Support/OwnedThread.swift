@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A thread this library creates and owns, so it may block in `poll(2)` without taking
 /// a thread from the daemon or from Swift concurrency's pool.

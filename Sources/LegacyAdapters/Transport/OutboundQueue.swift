@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Messages waiting to be written to a stream socket, each its bytes plus owned file
 /// descriptors, sent in order with the jsonrpc-fdpass batching rules.

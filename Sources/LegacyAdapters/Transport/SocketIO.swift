@@ -1,12 +1,6 @@
 import CSocketShims
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Thin wrappers over `recvmsg`, `sendmsg`, `poll` and `fcntl` for stream sockets that
 /// carry `SCM_RIGHTS` file descriptors.
@@ -173,9 +167,7 @@ public enum SocketIO {
             throw .invalidArgument("receive buffer is empty")
         }
         var flags: Int32 = nonBlocking ? Int32(MSG_DONTWAIT) : 0
-        #if os(Linux)
         flags |= Int32(MSG_CMSG_CLOEXEC)
-        #endif
         var iov = iovec(iov_base: base, iov_len: numericCast(buffer.count))
         var msg = msghdr()
         var byteCount: Int
@@ -230,9 +222,6 @@ public enum SocketIO {
                 for index in 0..<count {
                     let descriptor = start.loadUnaligned(
                         fromByteOffset: index * MemoryLayout<Int32>.size, as: Int32.self)
-                    #if !os(Linux)
-                    _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
-                    #endif
                     queue.appendRawValue(descriptor)
                 }
                 arrived += count
@@ -252,9 +241,7 @@ public enum SocketIO {
         nonBlocking: Bool
     ) throws(TransportError) -> Int? {
         var flags: Int32 = nonBlocking ? Int32(MSG_DONTWAIT) : 0
-        #if os(Linux)
         flags |= Int32(MSG_NOSIGNAL)
-        #endif
         var written: Int
         var failure: Int32 = 0
         repeat {
@@ -291,9 +278,6 @@ public enum SocketIO {
         guard fdCount <= maxFileDescriptorsPerCall else {
             throw .invalidArgument("\(fdCount) file descriptors in one sendmsg (at most \(maxFileDescriptorsPerCall))")
         }
-        #if canImport(Darwin)
-        try disableSIGPIPE(fd)
-        #endif
         let result: Result<Int?, TransportError> = withUnsafeTemporaryAllocation(
             of: iovec.self, capacity: chunks.count
         ) { iovecs in
@@ -335,15 +319,6 @@ public enum SocketIO {
         return try result.get()
     }
 
-    #if canImport(Darwin)
-    /// Darwin has no `MSG_NOSIGNAL`: turn `SIGPIPE` off on the socket itself.
-    private static func disableSIGPIPE(_ fd: Int32) throws(TransportError) {
-        var on: Int32 = 1
-        guard setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-            throw .system(operation: "setsockopt", errno: errno)
-        }
-    }
-    #endif
 
     /// `poll(2)` on one descriptor for `events`, retrying `EINTR` with the remaining time.
     private static func wait(_ fd: Int32, events: Int16, timeout: Duration?) throws(TransportError) -> Bool {
