@@ -37,7 +37,7 @@ import Testing
     @Test func invalidNamesAreRejected() {
         let env = ServiceEndpoint.Environment(xdgRuntimeDir: nil, xdgDataHome: nil, home: "/h", uid: 0)
         for name in ["Bad", "", String(repeating: "a", count: 65), "a_b", "a b"] {
-            #expect(throws: IdentityError.invalidServiceName(name)) {
+            #expect(throws: EndpointMuxError.invalidServiceName(name)) {
                 try ServiceEndpoint(name: name, runtimeDirectory: nil, environment: env)
             }
         }

@@ -20,7 +20,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     public static let maxUnixPathByteCount = 107
 
     /// Reads an endpoint object; every fault is a typed ``BrokerDecodeError`` naming the member.
-    public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
+    package init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
         guard case let .object(object) = value else { throw .wrongType(member: member, expected: "an object") }
         guard let kindValue = object["kind"] else { throw .missingMember("\(member).kind") }
         guard case let .string(kind) = kindValue else { throw .wrongType(member: "\(member).kind", expected: "a string") }
@@ -47,7 +47,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// Reads the text form used by rules and the command line: `tcp:127.0.0.1:80`,
     /// `tcp:[::1]:80`, `unix:/run/x.sock`, `pair`.
-    public init(text: String) throws(BrokerDecodeError) {
+    package init(text: String) throws(BrokerDecodeError) {
         if text == "pair" {
             self = .pair
             return

@@ -11,9 +11,9 @@ import Glibc
 ///
 /// Use the static ``hash(_:)-([UInt8])`` and ``hash(fileAtPath:)`` functions for one-shot
 /// hashing. Digests match the reference implementation (`b3sum`).
-public struct BLAKE3: Sendable {
+package struct BLAKE3: Sendable {
     /// The length in bytes of a digest returned by ``finalize()`` and the `hash` functions: 32.
-    public static let outputByteCount = 32
+    package static let outputByteCount = 32
 
     // MARK: State
 
@@ -70,7 +70,7 @@ public struct BLAKE3: Sendable {
     }
 
     /// Creates a hasher in the initial state (the digest of no input).
-    public init() {
+    package init() {
         self.init(implementation: Self.bestImplementation)
     }
 
@@ -89,7 +89,7 @@ public struct BLAKE3: Sendable {
 
     /// Appends `bytes` to the hashed input. Any split of the input into `update` calls
     /// gives the same digest.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         var pointer = base
         var remaining = bytes.count
@@ -204,7 +204,7 @@ public struct BLAKE3: Sendable {
 
     /// Appends the bytes of `bytes` to the hashed input. Contiguous collections (such as
     /// `[UInt8]`) are hashed in place; other sequences are staged in small pieces.
-    public mutating func update(_ bytes: some Sequence<UInt8>) {
+    package mutating func update(_ bytes: some Sequence<UInt8>) {
         let done: Void? = bytes.withContiguousStorageIfAvailable { elements in
             update(UnsafeRawBufferPointer(elements))
         }
@@ -225,7 +225,7 @@ public struct BLAKE3: Sendable {
 
     /// Returns the 32-byte digest of all input so far. Does not change the hasher: more
     /// input may be added afterwards, and `finalize` called again.
-    public func finalize() -> [UInt8] {
+    package func finalize() -> [UInt8] {
         // The last block of the current chunk, zero-padded.
         var block = buffer
         let used = bufferLength
@@ -251,14 +251,14 @@ public struct BLAKE3: Sendable {
     }
 
     /// Returns the 32-byte BLAKE3 digest of `bytes`.
-    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    package static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         var hasher = BLAKE3()
         hasher.update(bytes)
         return hasher.finalize()
     }
 
     /// Returns the 32-byte BLAKE3 digest of `bytes`.
-    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+    package static func hash(_ bytes: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { hash($0) }
     }
 
@@ -267,9 +267,9 @@ public struct BLAKE3: Sendable {
     /// The file is read sequentially in 1 MiB pieces through one reusable buffer;
     /// interrupted reads are retried.
     ///
-    /// - Throws: ``IdentityError/system(operation:path:errno:)`` with operation `"open"`
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)`` with operation `"open"`
     ///   or `"read"` and the failing call's `errno`.
-    public static func hash(fileAtPath path: String) throws(IdentityError) -> [UInt8] {
+    package static func hash(fileAtPath path: String) throws(EndpointMuxError) -> [UInt8] {
         var descriptor: Int32
         repeat {
             descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -283,7 +283,7 @@ public struct BLAKE3: Sendable {
 
     /// The digest of what remains to be read from `descriptor` (read to its end; not
     /// closed). `path` only names the file in errors.
-    static func hash(fileDescriptor descriptor: Int32, path: String) throws(IdentityError) -> [UInt8] {
+    static func hash(fileDescriptor descriptor: Int32, path: String) throws(EndpointMuxError) -> [UInt8] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         var hasher = BLAKE3()

@@ -112,7 +112,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     /// Decodes a `DaemonProcess` with libprotobuf-c. A trailing legacy tail (tag 3) is
     /// accepted and ignored; a missing endpoint decodes as empty strings.
     /// - Throws: ``FramingError/undecodableMessage(type:reason:)``.
-    public init(parsingDaemonProcess bytes: UnsafeRawBufferPointer) throws(FramingError) {
+    package init(parsingDaemonProcess bytes: UnsafeRawBufferPointer) throws(FramingError) {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         guard let message = endpointmux__v1__daemon_process__unpack(nil, bytes.count, base) else {
             throw .undecodableMessage(type: "DaemonProcess", reason: "libprotobuf-c rejected the bytes")

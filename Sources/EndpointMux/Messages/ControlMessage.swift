@@ -213,7 +213,7 @@ public enum ControlMessage: Hashable, Sendable {
     /// string `message`. `params` may be any JSON value. Unknown members, `fds`
     /// included, are ignored; for duplicate names the last member wins.
     /// - Throws: ``ControlError/topLevelNotObject(_:)`` or ``ControlError/invalidJSONRPC(_:)``.
-    public init(parsing value: JSONValue) throws(ControlError) {
+    package init(parsing value: JSONValue) throws(ControlError) {
         guard case let .object(object) = value else { throw .topLevelNotObject(value.kind) }
         guard let version = object["jsonrpc"] else { throw .invalidJSONRPC(.missingVersion) }
         guard version == .string("2.0") else {

@@ -86,7 +86,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// The whole v1 epitaph frame (header and body), the bytes of
     /// `try v1Frame(lane: lane).encoded(maxBodyByteCount:)`, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
-    public func encodedV1Frame(
+    package func encodedV1Frame(
         lane: PayloadProtocol = .defaultEpitaph, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) -> [UInt8] {
         let result = withFrameFields(lane: lane) { fields, reasonBytes in
@@ -112,7 +112,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// buffer) without allocating when `buffer` has the capacity.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
     ///   cap; `buffer` is then unchanged.
-    public func encodeV1Frame(
+    package func encodeV1Frame(
         into buffer: inout [UInt8], lane: PayloadProtocol = .defaultEpitaph,
         maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) {
@@ -153,7 +153,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// Decodes an `Epitaph` message (a v1 epitaph frame's payload).
     /// - Throws: ``FramingError/undecodableMessage(type:reason:)``.
-    public init(parsingMessage bytes: [UInt8]) throws(FramingError) {
+    package init(parsingMessage bytes: [UInt8]) throws(FramingError) {
         let message = bytes.withUnsafeBufferPointer { endpointmux__v1__epitaph__unpack(nil, $0.count, $0.baseAddress) }
         guard let message else { throw .undecodableMessage(type: "Epitaph", reason: "libprotobuf-c rejected the bytes") }
         defer { endpointmux__v1__epitaph__free_unpacked(message, nil) }

@@ -195,7 +195,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     }
 
     /// The kind of this value.
-    public var kind: JSONValueKind {
+    package var kind: JSONValueKind {
         switch self {
         case .null: .null
         case .bool: .bool
@@ -251,7 +251,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     /// - Throws: ``JSONSyntaxError``, with ``JSONSyntaxError/Reason/unexpectedEndOfInput``
     ///   for an empty or cut-short input and ``JSONSyntaxError/Reason/trailingBytes(_:)``
     ///   for anything but whitespace after the value.
-    public init(parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
+    package init(parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
         var scanner = JSONScanner(limits: limits)
         switch scanner.scan(bytes, endOfInput: true) {
         case .needMore:
@@ -268,7 +268,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
 
     /// Parses the UTF-8 of `text` as exactly one JSON value, like the
     /// `UnsafeRawBufferPointer` form.
-    public init(parsing text: String, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
+    package init(parsing text: String, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
         var copy = text
         let result = copy.withUTF8 { utf8 -> Result<JSONValue, JSONSyntaxError> in
             do throws(JSONSyntaxError) {

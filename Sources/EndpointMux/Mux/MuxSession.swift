@@ -6,17 +6,17 @@
 /// Still sans-IO: the caller owns the bytes and the fd queue; ``poll(_:queuedFileDescriptors:endOfInput:)``
 /// reads them and consumes nothing. Between calls the buffer may only grow by appends,
 /// except that after a verdict carrying `consumed` the caller drops exactly that many.
-public struct MuxSession: Sendable {
+package struct MuxSession: Sendable {
     /// The daemon's mux.
-    public let mux: EndpointMux
+    package let mux: EndpointMux
     private var control: ControlDecoder
     /// Whether this connection has carried a control message (its epitaphs are JSON).
-    public private(set) var hasSpokenControl = false
+    package private(set) var hasSpokenControl = false
     /// Whether this connection has carried a v1 frame.
-    public private(set) var hasSpokenFrames = false
+    package private(set) var hasSpokenFrames = false
 
     /// A session for a new connection.
-    public init(mux: EndpointMux) {
+    package init(mux: EndpointMux) {
         self.mux = mux
         self.control = ControlDecoder(limits: mux.limits.control)
     }
@@ -25,11 +25,11 @@ public struct MuxSession: Sendable {
     package var isBetweenMessages: Bool { control.isBetweenMessages }
 
     /// The control request waiting for its fds, if any (to answer with -32050 on close).
-    public var waitingControlMessage: ControlMessage? { control.waitingMessage }
+    package var waitingControlMessage: ControlMessage? { control.waitingMessage }
 
     /// Decides what the front of `buffer` is (see ``EndpointMux``'s decision order).
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
-    public mutating func poll(
+    package mutating func poll(
         _ buffer: UnsafeRawBufferPointer, queuedFileDescriptors: Int = 0, endOfInput: Bool = false
     ) throws(MuxError) -> MuxVerdict {
         if !control.isBetweenMessages {

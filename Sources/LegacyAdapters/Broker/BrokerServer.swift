@@ -25,16 +25,16 @@ public final class BrokerServer: Sendable {
     private let state: BrokerState
 
     /// Binds `socketPath` (as ``ServiceServer`` does: a live server there is
-    /// ``ServiceError/alreadyRunning(name:path:)``, a stale socket is replaced) and serves.
+    /// ``EndpointMuxError/alreadyRunning(name:path:)``, a stale socket is replaced) and serves.
     /// - Parameters:
     ///   - policy: what clients may do (default deny).
     ///   - identity: what probe answers prove; `nil` builds this process's identity for
     ///     `name` (hashing the executable).
-    /// - Throws: ``ServiceError``.
+    /// - Throws: ``EndpointMuxError``.
     public init(
         name: String = "netbroker", socketPath: String, policy: BrokerPolicy, limits: BrokerLimits = BrokerLimits(),
         identity: DaemonIdentity? = nil, options: ConnectionOptions = ConnectionOptions()
-    ) throws(ServiceError) {
+    ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
         }

@@ -29,7 +29,7 @@ public enum ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
     /// The daemon asked for the close (``ConnectionDriver/close(epitaph:)``).
     case closedByDaemon
     /// A system call failed.
-    case transportError(TransportError)
+    case transportError(EndpointMuxError)
 
     public var description: String {
         switch self {

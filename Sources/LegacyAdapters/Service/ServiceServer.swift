@@ -37,7 +37,7 @@ public final class ServiceServer: Sendable {
     /// Binds `socketPath`, establishes this process's identity for `namespaceID`, writes
     /// `identityPath` (if any) atomically, and starts serving.
     /// - Parameter workerThreads: threads for control handlers (at least 1).
-    /// - Throws: ``ServiceError`` (e.g. ``ServiceError/alreadyRunning(name:path:)``).
+    /// - Throws: ``EndpointMuxError`` (e.g. ``EndpointMuxError/alreadyRunning(name:path:)``).
     public init(
         name: String,
         socketPath: String,
@@ -48,7 +48,7 @@ public final class ServiceServer: Sendable {
         workerThreads: Int = 2,
         controlHandler: ControlHandler? = nil,
         handler: @escaping RequestHandler
-    ) throws(ServiceError) {
+    ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
         }
