@@ -1,6 +1,6 @@
 import ArgumentParser
 import Dispatch
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 

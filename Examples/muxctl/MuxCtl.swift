@@ -1,5 +1,5 @@
 public import ArgumentParser
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import LegacyAdapters
 import Glibc
 

@@ -1,5 +1,5 @@
-public import EndpointMux
-public import NIOCore
+@_spi(Internals) package import EndpointMux
+package import NIOCore
 
 extension ByteBuffer {
     /// Appends `frame`, header and body, as the v1 wire carries it (the bytes

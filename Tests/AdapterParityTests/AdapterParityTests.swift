@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 @testable import LegacyAdapters
 import LegacyAdaptersNIO
 import NIOCore

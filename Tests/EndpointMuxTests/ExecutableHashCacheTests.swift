@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// The in-process digest cache behind `DaemonIdentity.current`.
 @Suite(.serialized) struct ExecutableHashCacheTests {

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Every row of the reference's own `native_service_paths` output.
 @Suite struct ServiceEndpointTests {

@@ -20,7 +20,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     public static let maxUnixPathByteCount = 107
 
     /// Reads an endpoint object; every fault is a typed ``BrokerDecodeError`` naming the member.
-    package init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
+    @_spi(Internals) public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
         guard case let .object(object) = value else { throw .wrongType(member: member, expected: "an object") }
         guard let kindValue = object["kind"] else { throw .missingMember("\(member).kind") }
         guard case let .string(kind) = kindValue else { throw .wrongType(member: "\(member).kind", expected: "a string") }

@@ -15,7 +15,7 @@ public struct BrokerPolicy: Hashable, Sendable {
         case pair
 
         /// Reads `listen=tcp:127.0.0.1:*`, `connect=unix:/run/x.sock`, `pair`.
-        public init(parsing text: String) throws(BrokerPolicyError) {
+        package init(parsing text: String) throws(BrokerPolicyError) {
             if text == "pair" {
                 self = .pair
                 return
@@ -59,20 +59,20 @@ public struct BrokerPolicy: Hashable, Sendable {
     }
 
     /// Whether `uid` may use the broker; the missing rule (`uid=N`) when not.
-    public func check(uid: UInt32) -> String? {
+    package func check(uid: UInt32) -> String? {
         allowedUIDs.contains(uid) ? nil : "uid=\(uid)"
     }
 
     /// The rule missing for `request`, or `nil` when allowed. `pairListener` tells whether a
     /// `connect {"listener": id}` names a pair listener (only those can be connected to).
-    public func missingRule(listen endpoint: BrokerEndpoint) -> String? {
+    package func missingRule(listen endpoint: BrokerEndpoint) -> String? {
         if endpoint == .pair { return rules.contains(.pair) ? nil : "pair" }
         for case let .listen(pattern) in rules where pattern.matches(endpoint) { return nil }
         return "listen=\(endpoint)"
     }
 
     /// The rule missing to connect to `endpoint` (`pair` for a pair listener), or `nil`.
-    public func missingRule(connect endpoint: BrokerEndpoint) -> String? {
+    package func missingRule(connect endpoint: BrokerEndpoint) -> String? {
         if endpoint == .pair { return rules.contains(.pair) ? nil : "pair" }
         for case let .connect(pattern) in rules where pattern.matches(endpoint) { return nil }
         return "connect=\(endpoint)"
@@ -103,7 +103,7 @@ public struct BrokerEndpointPattern: Hashable, Sendable, CustomStringConvertible
     let form: Form
 
     /// Reads a pattern.
-    public init(parsing text: String) throws(BrokerPolicyError) {
+    package init(parsing text: String) throws(BrokerPolicyError) {
         if text.hasPrefix("unix:") {
             let glob = String(text.dropFirst(5))
             guard glob.hasPrefix("/"), !glob.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {

@@ -57,7 +57,7 @@
 }
 
 /// Errors of the framing and envelope layer.
-package enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Byte 0 of a frame was not `0x01`.
     case unsupportedFramingVersion(UInt8)
     /// The header announced `length` body bytes, more than `limit`.
@@ -69,7 +69,7 @@ package enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The input ended inside a frame.
     case truncated(expected: Int, available: Int)
 
-    package var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .unsupportedFramingVersion(byte):
             return "unsupported framing version byte 0x\(String(byte, radix: 16))"

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 
@@ -95,7 +95,7 @@ public final class BrokerClient: Sendable {
 
     /// Sends a raw request and returns the raw answer (for tools and tests that send what
     /// the typed calls cannot, e.g. bad params). The reply owns its fds.
-    public func call(method: String, params: JSONValue?) async throws(EndpointMuxError) -> ControlReply {
+    package func call(method: String, params: JSONValue?) async throws(EndpointMuxError) -> ControlReply {
         try await core.rawCall(method: method, params: params)
     }
 
@@ -301,7 +301,7 @@ final class BrokerClientCore: @unchecked Sendable {
 extension BrokerClient {
     /// The local (`getsockname`) and peer (`getpeername`) addresses of a socket, e.g. one a
     /// broker returned; `nil` where the call fails.
-    public static func addresses(of fd: Int32) -> (local: BrokerEndpoint?, peer: BrokerEndpoint?) {
+    package static func addresses(of fd: Int32) -> (local: BrokerEndpoint?, peer: BrokerEndpoint?) {
         (BrokerSockets.address(of: fd, peer: false), BrokerSockets.address(of: fd, peer: true))
     }
 }

@@ -1,5 +1,5 @@
 import CSocketShims
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A capability broker on a Unix socket: clients ask it over the JSON-FD control channel to
@@ -67,7 +67,7 @@ public final class BrokerServer: Sendable {
     }
 
     /// Counts for tests and status: clients, listeners, waiting requests, connects in progress.
-    public struct Statistics: Hashable, Sendable {
+    package struct Statistics: Hashable, Sendable {
         /// Connected clients.
         public var clients: Int
         /// Listeners (kernel and pair).
@@ -79,7 +79,7 @@ public final class BrokerServer: Sendable {
     }
 
     /// The current counts (asked on the loop; waits for the answer).
-    public func statistics() -> Statistics {
+    package func statistics() -> Statistics {
         let box = StatisticsBox()
         let done = DispatchSemaphoreLike()
         state.loop.execute { [state] in

@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Connecting a client socket under a deadline.

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A response to a control request, with the fds that came with it (owned: whatever is
@@ -78,7 +78,7 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Lowers the fds sent per `sendmsg` (default 500; halved automatically on `EINVAL`).
-    public func setMaxFileDescriptorsPerSendmsg(_ count: Int) {
+    package func setMaxFileDescriptorsPerSendmsg(_ count: Int) {
         lock.withLock { output.maxFileDescriptorsPerSendmsg = count }
     }
 
@@ -162,7 +162,7 @@ public final class ControlClient: @unchecked Sendable {
 
     /// Waits for the response with `id`; responses to other ids are kept for their callers.
     /// An answer with `id` that is not a valid response is ``EndpointMuxError/malformedAnswer(_:)`` at once.
-    public func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> ControlReply {
+    package func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> ControlReply {
         while true {
             let step = lock.withLock { () -> Result<ControlReply?, EndpointMuxError> in
                 if let reply = early.removeValue(forKey: id) { return .success(reply) }

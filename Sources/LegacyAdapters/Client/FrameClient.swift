@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A client connection speaking v1 frames: sends requests, reads frames under a
@@ -37,12 +37,12 @@ public final class FrameClient {
     }
 
     /// The process id of the server, from `SO_PEERCRED`.
-    public func peerProcessID() throws(EndpointMuxError) -> Int32 {
+    package func peerProcessID() throws(EndpointMuxError) -> Int32 {
         do { return try SocketIO.peerProcessID(fileDescriptor) } catch { throw .transport(error) }
     }
 
     /// Writes `bytes` completely (`MSG_NOSIGNAL`).
-    public func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
+    package func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
         var sent = 0
         while sent < bytes.count {
             let attempt = bytes.withUnsafeBytes { raw in
@@ -83,7 +83,7 @@ public final class FrameClient {
     }
 
     /// Waits for the RESPONSE on `lane` echoing `requestID`; other frames are kept for later.
-    public func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
+    package func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
         throws(EndpointMuxError) -> Frame
     {
         if let frame = unmatched.removeValue(forKey: requestID) { return frame }
@@ -95,7 +95,7 @@ public final class FrameClient {
     }
 
     /// Reads the next frame; an epitaph frame ends the conversation with ``EndpointMuxError/epitaph(_:)``.
-    public func readFrame(deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> Frame {
+    package func readFrame(deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> Frame {
         while true {
             if let frame = try takeFrame() {
                 if let epitaph = Epitaph(v1Frame: frame, lane: epitaphLane) { throw .epitaph(epitaph) }

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// One connection for daemons written with Swift concurrency: events arrive on ``events``,

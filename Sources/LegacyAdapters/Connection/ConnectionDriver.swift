@@ -1,5 +1,5 @@
 import CSocketShims
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// Serves one connection over a socket the daemon owns, inside the daemon's own poll loop.

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 
 /// Something a ``ConnectionDriver`` found while reading, for the daemon to act on.
 /// Probe answers never appear: the driver writes them itself.

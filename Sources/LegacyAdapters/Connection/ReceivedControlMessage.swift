@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 
 /// A JSON-FD control message with the file descriptors that came with it.
 ///

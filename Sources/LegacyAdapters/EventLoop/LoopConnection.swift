@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// A connection served on a ``MuxEventLoop``: the loop owns the fd and closes it after

@@ -1,5 +1,5 @@
 import CSocketShims
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Something a ``MuxEventLoop`` waits on: an fd, the events it wants, and a deadline.

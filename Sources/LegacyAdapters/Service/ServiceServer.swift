@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A ready-made service on a Unix socket it owns: binds like running-process's

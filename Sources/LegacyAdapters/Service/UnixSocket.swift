@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Unix-domain stream socket helpers: address building, connect, and the reference

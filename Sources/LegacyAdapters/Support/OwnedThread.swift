@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// A thread this library creates and owns, so it may block in `poll(2)` without taking

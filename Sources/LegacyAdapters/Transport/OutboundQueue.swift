@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Messages waiting to be written to a stream socket, each its bytes plus owned file

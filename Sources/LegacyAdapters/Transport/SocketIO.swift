@@ -1,6 +1,6 @@
 import CSocketShims
 
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Thin wrappers over `recvmsg`, `sendmsg`, `poll` and `fcntl` for stream sockets that

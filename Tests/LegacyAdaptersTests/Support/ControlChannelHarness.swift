@@ -1,6 +1,6 @@
 import CSocketShims
 import Dispatch
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters

@@ -1,5 +1,5 @@
 import CSocketShims
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
