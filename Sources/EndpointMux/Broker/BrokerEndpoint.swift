@@ -17,7 +17,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     case pair
 
     /// The longest Unix path accepted (`sun_path` holds 108 bytes with its NUL on Linux).
-    public static let maxUnixPathByteCount = 107
+    package static let maxUnixPathByteCount = 107
 
     /// Reads an endpoint object; every fault is a typed ``BrokerDecodeError`` naming the member.
     @_spi(Internals) public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
@@ -70,7 +70,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The endpoint as a protocol object (members in the order `kind`, `host`/`path`, `port`).
-    public var jsonValue: JSONValue {
+    package var jsonValue: JSONValue {
         switch self {
         case let .tcp(host, port):
             return ["kind": "tcp", "host": .string(host), "port": .number(JSONNumber(Int(port)))]
@@ -93,7 +93,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the TCP host is an IPv6 literal.
-    public var isIPv6: Bool {
+    package var isIPv6: Bool {
         if case let .tcp(host, _) = self { return host.contains(":") }
         return false
     }

@@ -52,7 +52,7 @@ public struct BrokerPolicy: Hashable, Sendable {
     }
 
     /// Parses `--allow` texts.
-    public init(allowing texts: [String], allowedUIDs: Set<UInt32>) throws(BrokerPolicyError) {
+    package init(allowing texts: [String], allowedUIDs: Set<UInt32>) throws(BrokerPolicyError) {
         var rules: [Rule] = []
         for text in texts { rules.append(try Rule(parsing: text)) }
         self.init(rules: rules, allowedUIDs: allowedUIDs)
@@ -80,11 +80,11 @@ public struct BrokerPolicy: Hashable, Sendable {
 }
 
 /// Why a rule did not parse.
-public enum BrokerPolicyError: Error, Hashable, Sendable, CustomStringConvertible {
+package enum BrokerPolicyError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The rule text and what is wrong with it.
     case invalidRule(String, String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .invalidRule(text, reason): "invalid rule \"\(text)\": \(reason)"
         }

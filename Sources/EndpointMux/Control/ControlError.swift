@@ -21,7 +21,7 @@ public struct ControlLimits: Hashable, Sendable {
     }
 
     /// The scanner limits these imply.
-    public var jsonLimits: JSONLimits {
+    package var jsonLimits: JSONLimits {
         JSONLimits(maxDepth: maxDepth, maxMessageBytes: maxMessageBytes)
     }
 }

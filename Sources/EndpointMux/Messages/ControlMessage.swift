@@ -259,7 +259,7 @@ public enum ControlMessage: Hashable, Sendable {
     }
 
     /// The request's or response's id; `nil` for a notification.
-    public var id: JSONRPCID? {
+    package var id: JSONRPCID? {
         switch self {
         case let .request(request): request.id
         case .notification: nil
@@ -268,7 +268,7 @@ public enum ControlMessage: Hashable, Sendable {
     }
 
     /// The request's or notification's method; `nil` for a response.
-    public var method: String? {
+    package var method: String? {
         switch self {
         case let .request(request): request.method
         case let .notification(notification): notification.method

@@ -23,14 +23,14 @@ public struct EndpointMux: Sendable {
     /// The identity proved to probes.
     public var identity: DaemonIdentity { responder.identity }
     /// The limits in force.
-    public let limits: MuxLimits
+    package let limits: MuxLimits
     /// The daemon's legacy detector.
-    public let legacyDetector: LegacyDetector
+    package let legacyDetector: LegacyDetector
     /// Lanes served as payload, ascending.
-    public let servedProtocols: [PayloadProtocol]
+    package let servedProtocols: [PayloadProtocol]
     /// Whether JSON-FD control messages (first non-whitespace byte `{`) are accepted;
     /// when `false`, such bytes are the daemon's (legacy).
-    public var acceptsControlMessages: Bool
+    package var acceptsControlMessages: Bool
 
     let responder: ProbeResponder
     /// One bit per lane in `0...0xFFFF` (no service lane lies above).
@@ -68,7 +68,7 @@ public struct EndpointMux: Sendable {
     }
 
     /// Whether `lane` is delivered as payload.
-    public func serves(_ lane: PayloadProtocol) -> Bool {
+    package func serves(_ lane: PayloadProtocol) -> Bool {
         guard lane.rawValue <= 0xFFFF else { return false }
         return servedBits[Int(lane.rawValue >> 6)] & (1 << (lane.rawValue & 63)) != 0
     }

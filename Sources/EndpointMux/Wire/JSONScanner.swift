@@ -1,9 +1,9 @@
 /// Limits on one JSON value, checked while it is scanned.
 public struct JSONLimits: Hashable, Sendable {
     /// The default ``maxDepth``: 128, serde_json's recursion limit.
-    public static let defaultMaxDepth = 128
+    @usableFromInline package static let defaultMaxDepth = 128
     /// The default ``maxMessageBytes``: 16 MiB.
-    public static let defaultMaxMessageBytes = 16 * 1024 * 1024
+    @usableFromInline package static let defaultMaxMessageBytes = 16 * 1024 * 1024
 
     /// The most containers (objects and arrays) that may be open at once. A value with
     /// exactly this many nested containers is accepted; one more is

@@ -57,7 +57,7 @@ public final class BrokerClient: Sendable {
     }
 
     /// The connection's fd (owned by the client; for diagnostics).
-    public var fileDescriptor: Int32 { core.fileDescriptor }
+    package var fileDescriptor: Int32 { core.fileDescriptor }
 
     /// Asks the broker to listen on `endpoint` (`tcp` port 0: any; `pair`: a rendezvous).
     public func listen(_ endpoint: BrokerEndpoint, backlog: Int? = nil) async throws(EndpointMuxError) -> Listener {

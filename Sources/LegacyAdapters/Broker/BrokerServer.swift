@@ -21,7 +21,7 @@ public final class BrokerServer: Sendable {
     /// The socket path served.
     public let socketPath: String
     /// The mux (and the identity its probe answers prove).
-    public let mux: EndpointMux
+    package let mux: EndpointMux
     private let state: BrokerState
 
     /// Binds `socketPath` (as ``ServiceServer`` does: a live server there is

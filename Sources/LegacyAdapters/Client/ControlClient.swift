@@ -14,7 +14,7 @@ public final class ControlReply: Sendable {
     }
 
     /// How many fds are still held.
-    public var fileDescriptorCount: Int { descriptors.count }
+    package var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
     public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
@@ -43,7 +43,7 @@ public final class ControlClient: @unchecked Sendable {
     private var earlyMalformed: [JSONRPCID: JSONRPCViolation] = [:]
 
     /// The connected socket (owned; closed on deinit).
-    public var fileDescriptor: Int32 { socket.rawValue }
+    package var fileDescriptor: Int32 { socket.rawValue }
 
     /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
     /// whose accept queue is full makes `connect` wait). The socket is non-blocking:

@@ -8,9 +8,9 @@ import Glibc
 /// Blocking calls wait with `poll(2)` on the caller's thread: use it from a thread you own.
 public final class FrameClient {
     /// The connected socket (owned; closed on deinit).
-    public var fileDescriptor: Int32 { socket.rawValue }
+    package var fileDescriptor: Int32 { socket.rawValue }
     /// The lane epitaphs arrive on.
-    public let epitaphLane: PayloadProtocol
+    package let epitaphLane: PayloadProtocol
     private let socket: OwnedFileDescriptorBox
     private var buffer: [UInt8] = []
     private var nextRequestID: UInt64 = 1

@@ -67,7 +67,7 @@ public enum ProbeClient {
 
     /// The reference's `verify_daemon_process`: pid valid and alive, same boot, the
     /// running executable is `exe_path`, and its BLAKE3 is `exe_hash`.
-    public static func verifyProcess(_ identity: DaemonIdentity) throws(EndpointMuxError) {
+    package static func verifyProcess(_ identity: DaemonIdentity) throws(EndpointMuxError) {
         guard identity.pid != 0, identity.pid <= UInt32(Int32.max) else {
             throw .verification(.processCheckFailed("pid \(identity.pid) is not a valid pid"))
         }

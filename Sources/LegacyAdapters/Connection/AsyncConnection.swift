@@ -30,7 +30,7 @@ import Glibc
 public final class AsyncConnection: Sendable {
     /// Events the consumer may leave unconsumed (by default) before the connection stops
     /// reading: ``ConnectionOptions/maxOutstandingWork``.
-    public static let maxUnconsumedEvents = ConnectionOptions().maxOutstandingWork
+    package static let maxUnconsumedEvents = ConnectionOptions().maxOutstandingWork
 
     /// Everything the connection reports, in order; finishes after `.closed`.
     public let events: Events

@@ -32,9 +32,9 @@ public final class ConnectionDriver {
     /// The borrowed socket.
     public let fileDescriptor: Int32
     /// The mux deciding every message.
-    public var mux: EndpointMux { machine.mux }
+    package var mux: EndpointMux { machine.mux }
     /// Behaviour settings.
-    public var options: ConnectionOptions { machine.options }
+    package var options: ConnectionOptions { machine.options }
 
     private var machine: ConnectionStateMachine
     private var receiver = SocketReceiver()

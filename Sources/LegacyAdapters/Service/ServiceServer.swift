@@ -28,9 +28,9 @@ public final class ServiceServer: Sendable {
     /// The socket path served.
     public let socketPath: String
     /// The identity file written after the socket listens (removed on ``stop()``).
-    public let identityPath: String?
+    package let identityPath: String?
     /// The mux (and the identity it proves).
-    public let mux: EndpointMux
+    package let mux: EndpointMux
 
     private let state: ServiceState
 
