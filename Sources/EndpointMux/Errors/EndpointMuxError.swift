@@ -91,8 +91,8 @@ public struct EndpointMuxError: Error, Hashable, Sendable, CustomStringConvertib
         self.rpcError = rpcError
     }
 
-    /// `code: reason`.
-    public var description: String { "\(code): \(reason)" }
+    /// The ``reason``.
+    public var description: String { reason }
 
     /// Matches an error by its code: `catch EndpointMuxError.Code.timedOut`.
     public static func ~= (pattern: Code, value: EndpointMuxError) -> Bool { value.code == pattern }
