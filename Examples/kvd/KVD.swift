@@ -1,5 +1,5 @@
 import ArgumentParser
-@_spi(Internals) import EndpointMux
+import EndpointMux
 import LegacyAdapters
 import Glibc
 

@@ -1,4 +1,4 @@
-@_spi(Internals) import EndpointMux
+import EndpointMux
 import LegacyAdaptersNIO
 import NIOCore
 import NIOPosix
