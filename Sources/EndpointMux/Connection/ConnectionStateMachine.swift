@@ -380,6 +380,18 @@ package struct ConnectionStateMachine: Sendable {
         return bytes
     }
 
+    /// Whether the adapter may append the daemon's fd-less output straight to its own
+    /// output queue now (the connection takes output and no earlier action is pending);
+    /// it then reports the bytes with ``countWrittenDirectly(_:)``. Otherwise it passes
+    /// them through ``admit(_:)``, which keeps the order.
+    package var mayQueueOutputDirectly: Bool { acceptsOutput && actionIndex >= actions.count }
+
+    /// Counts `byteCount` bytes the adapter appended to its output queue after
+    /// ``mayQueueOutputDirectly`` said it may: unwritten output, as ``admit(_:)`` counts it.
+    package mutating func countWrittenDirectly(_ byteCount: Int) {
+        unwrittenByteCount += byteCount
+    }
+
     /// Queues raw bytes (e.g. a legacy reply). Returns false when the connection no longer
     /// takes output.
     package mutating func send(bytes: [UInt8]) -> Bool {

@@ -43,9 +43,12 @@ extension DaemonIdentity {
     ///
     /// The executable is hashed once per process: later calls (more endpoints, a restarted
     /// server) reuse the digest while the file's device, inode, size, modification and
-    /// change times are unchanged (see ``ExecutableHashCache``).
+    /// change times are unchanged.
+    /// - Parameters:
+    ///   - endpoint: the socket this identity is published for.
+    ///   - idleTimeoutSeconds: the idle timeout to advertise, if the daemon has one.
     /// - Throws: ``EndpointMuxError`` when the executable cannot be resolved or read.
-    package static func current(
+    public static func current(
         endpoint: IPCEndpoint, idleTimeoutSeconds: UInt32? = nil
     ) throws(EndpointMuxError) -> DaemonIdentity {
         let path = try ProcessFacts.executablePath(of: getpid())

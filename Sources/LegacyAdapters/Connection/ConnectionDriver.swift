@@ -118,8 +118,23 @@ public final class ConnectionDriver {
         do throws(FramingError) { try queue(frame) } catch { throw .framing(error) }
     }
 
+    /// Frames whose payload is at most this long (and whose trace fields are short) are
+    /// encoded into the output queue directly (within ``OutboundQueue``'s small-message
+    /// size: the header and fields add well under 256 bytes).
+    private static let directFramePayloadByteCount = 512
+
     private func queue(_ frame: Frame) throws(FramingError) {
         let limit = machine.mux.limits.maxFrameBodyByteCount
+        if frame.payload.count <= Self.directFramePayloadByteCount, machine.mayQueueOutputDirectly {
+            // A small answer is encoded straight into the output queue's storage, joined to
+            // the answers before it: no buffer of its own, no copy.
+            let added = try output.enqueueAppending { (buffer) throws(FramingError) in
+                try frame.encode(into: &buffer, maxBodyByteCount: limit)
+            }
+            machine.countWrittenDirectly(added)
+            statusIsStale = true
+            return
+        }
         guard frame.payload.count >= Frame.separatePayloadByteCount else {
             write(try frame.encoded(maxBodyByteCount: limit))
             return

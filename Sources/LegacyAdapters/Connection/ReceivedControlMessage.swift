@@ -18,7 +18,7 @@ public final class ReceivedControlMessage: Sendable {
     public var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
-    package func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
+    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
 }
 
 /// Fds held for whoever takes them first; closed on release if nobody does. Shared by

@@ -106,6 +106,30 @@ package struct OutboundQueue: ~Copyable, Sendable {
         pendingByteCount += bytes.count
     }
 
+    /// Appends a small fd-less message that `fill` writes into the queue's own storage —
+    /// the end of the fd-less message queued last when it has room (no allocation, no
+    /// copy), a new message otherwise — and returns the bytes `fill` appended. `fill` must
+    /// append at most ``smallMessageByteCount`` bytes and nothing else.
+    package mutating func enqueueAppending<E: Error>(_ fill: (inout [UInt8]) throws(E) -> Void) throws(E) -> Int {
+        let last = messages.count - 1
+        if head <= last, messages[last].fileDescriptorsLeft == 0,
+            messages[last].bytes.count <= Self.joinedMessageByteCount - Self.smallMessageByteCount
+        {
+            let before = messages[last].bytes.count
+            try fill(&messages[last].bytes)
+            let added = messages[last].bytes.count - before
+            pendingByteCount += added
+            return added
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.smallMessageByteCount)
+        try fill(&bytes)
+        guard !bytes.isEmpty else { return 0 }
+        messages.append(Message(bytes: bytes, bytesSent: 0, fileDescriptorsLeft: 0))
+        pendingByteCount += bytes.count
+        return bytes.count
+    }
+
     /// Writes as much as `fd` takes without blocking (on a non-blocking socket), in order.
     ///
     /// Messages are coalesced: one `sendmsg` gathers the front message and the fd-less
