@@ -36,10 +36,10 @@ func serve(_ fd: Int32) async throws {
         switch event {
         case let .payload(frame) where frame.kind == .request:
             try connection.send(frame.response(payload: frame.payload))
-        case let .control(received):             // fds not taken are closed with `received`
-            if case let .request(request) = received.message {
-                connection.send(OutgoingControlMessage(replyingTo: request, result: "ok"))
-            }
+        case let .control(received):               // JSON-RPC, with the fds it carried
+            guard case let .request(request) = received.message else { break }
+            let fds = received.takeFileDescriptors()  // ours now: closed when `fds` goes away
+            connection.send(OutgoingControlMessage(replyingTo: request, result: .number(JSONNumber(fds.count))))
         default:                                   // .closed ends the sequence
             break
         }
