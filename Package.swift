@@ -25,7 +25,11 @@ let package = Package(
         .target(
             name: "CProtobuf",
             dependencies: ["CProtobufC"],
-            cSettings: [.define("NDEBUG", .when(configuration: .release))]
+            cSettings: [
+                .define("NDEBUG", .when(configuration: .release)),
+                // Includes the system header, or names libprotobuf-c-dev when it is missing.
+                .headerSearchPath("missing-library"),
+            ]
         ),
         // The system library libprotobuf-c (build: libprotobuf-c-dev; run: libprotobuf-c1).
         .systemLibrary(
