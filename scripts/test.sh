@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what is missing, checks the committed
 # protobuf-c output is fresh, builds the release muxctl the interop tests drive, and runs
-# every test (unit, socket, fd-passing and interop against running-process from PyPI).
+# every test (unit, socket, fd-passing and interop against running-process from PyPI); then
+# the adopter's view: the getting-started package built by path, the missing-library message,
+# the compiled examples' self-tests and the DocC catalogs (warnings are errors).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -19,4 +21,11 @@ if [ $# -gt 0 ]; then
 else
   swift test --skip-build --no-parallel --filter LegacyAdaptersTests
   swift test --skip-build --no-parallel --skip LegacyAdaptersTests
+  for example in async-example nio-bootstrap-example nio-async-channel-example; do
+    timeout 120 "$root/.build/debug/$example" --self-test
+  done
+  scripts/check-missing-protobuf-c.sh
+  scripts/getting-started.sh
+  scripts/docs.sh
+  # scripts/format.sh --check  # enabled after the tree is formatted (scripts/format.sh)
 fi
