@@ -51,9 +51,14 @@ if selfTest {
     Task.detached {
         let verified = try ProbeClient.probe(socketPath: socketPath, timeout: .seconds(10))
         let reply = try FrameClient(socketPath: socketPath).request(lane: 0xF0B7, payload: Array("ping".utf8))
-        print("async-example: OK, pid \(verified.identity.pid), echo \(String(decoding: reply.payload, as: UTF8.self))")
+        var passed = FileDescriptorQueue()  // two fds passed with a control request: the answer counts them
+        passed.append(takingRawValues: [open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY)])
+        let answer = try await ControlClient(socketPath: socketPath).call("count", fileDescriptors: passed)
+        let counted = answer.response.outcome == .result(.number(JSONNumber(2)))
+        print("async-example: \(counted ? "OK" : "FAILED"), pid \(verified.identity.pid),",
+              "echo \(String(decoding: reply.payload, as: UTF8.self)), fds counted: \(answer.response.outcome)")
         unlink(socketPath)
-        exit(reply.payload == Array("ping".utf8) ? 0 : 1)
+        exit(reply.payload == Array("ping".utf8) && counted ? 0 : 1)
     }
 } else {
     print("async-example: serving \(socketPath)")
