@@ -21,7 +21,9 @@ func listen(_ path: String) -> Int32 {
 }
 
 let selfTest = CommandLine.arguments.contains("--self-test")
-let socketPath = selfTest ? "/tmp/async-example-\(getpid()).sock" : CommandLine.arguments.dropFirst().first ?? "/tmp/async-example.sock"
+let socketPath =
+    selfTest
+    ? "/tmp/async-example-\(getpid()).sock" : CommandLine.arguments.dropFirst().first ?? "/tmp/async-example.sock"
 let listener = listen(socketPath)
 
 // snippet:begin async
@@ -32,18 +34,18 @@ let mux = EndpointMux(identity: identity, servedProtocols: [0xF0B7])
 /// served on the library's shared epoll loops, and its events arrive as an AsyncSequence.
 func serve(_ fd: Int32) async throws {
     let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: fd), mux: mux)
-    for await event in connection.events {         // probes are answered inside
+    for await event in connection.events {  // probes are answered inside
         switch event {
         case let .payload(frame) where frame.kind == .request:
             try connection.send(frame.response(payload: frame.payload))
-        case let .control(received):               // JSON-RPC, with the fds it carried
+        case let .control(received):  // JSON-RPC, with the fds it carried
             guard case let .request(request) = received.message else { break }
             let fds = received.takeFileDescriptors()  // ours now: closed when `fds` goes away
             connection.send(OutgoingControlMessage(replyingTo: request, result: .number(JSONNumber(fds.count))))
-        default:                                   // .closed ends the sequence
+        default:  // .closed ends the sequence
             break
         }
-    }                                              // leaving the loop ends the connection
+    }  // leaving the loop ends the connection
 }
 // snippet:end
 
@@ -55,8 +57,9 @@ if selfTest {
         passed.append(takingRawValues: [open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY)])
         let answer = try await ControlClient(socketPath: socketPath).call("count", fileDescriptors: passed)
         let counted = answer.response.outcome == .result(.number(JSONNumber(2)))
-        print("async-example: \(counted ? "OK" : "FAILED"), pid \(verified.identity.pid),",
-              "echo \(String(decoding: reply.payload, as: UTF8.self)), fds counted: \(answer.response.outcome)")
+        print(
+            "async-example: \(counted ? "OK" : "FAILED"), pid \(verified.identity.pid),",
+            "echo \(String(decoding: reply.payload, as: UTF8.self)), fds counted: \(answer.response.outcome)")
         unlink(socketPath)
         exit(reply.payload == Array("ping".utf8) && counted ? 0 : 1)
     }

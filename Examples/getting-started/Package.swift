@@ -9,7 +9,7 @@ let package = Package(
     name: "getting-started",
     dependencies: [
         // A clone next to your package; or .package(url: "<the repository's URL>", from: "0.1.0").
-        .package(name: "EndpointMux", path: "../.."),
+        .package(name: "EndpointMux", path: "../..")
     ],
     targets: [
         .executableTarget(
@@ -18,7 +18,7 @@ let package = Package(
                 .product(name: "EndpointMux", package: "EndpointMux"),
                 .product(name: "LegacyAdapters", package: "EndpointMux"),
             ]
-        ),
+        )
     ]
 )
 // snippet:end

@@ -10,7 +10,8 @@ import NIOPosix
 import Glibc
 
 let selfTest = CommandLine.arguments.contains("--self-test")
-let socketPath = selfTest
+let socketPath =
+    selfTest
     ? "/tmp/nio-async-channel-example-\(getpid()).sock"
     : CommandLine.arguments.dropFirst().first ?? "/tmp/nio-async-channel.sock"
 

@@ -11,8 +11,10 @@ import NIOPosix
 import Glibc
 
 let selfTest = CommandLine.arguments.contains("--self-test")
-let socketPath = selfTest
-    ? "/tmp/nio-bootstrap-example-\(getpid()).sock" : CommandLine.arguments.dropFirst().first ?? "/tmp/nio-bootstrap.sock"
+let socketPath =
+    selfTest
+    ? "/tmp/nio-bootstrap-example-\(getpid()).sock"
+    : CommandLine.arguments.dropFirst().first ?? "/tmp/nio-bootstrap.sock"
 
 // snippet:begin nio-handlers
 /// The daemon's existing handler, now fed by the mux: its old line protocol as before
@@ -24,7 +26,7 @@ final class DaemonHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var reply = context.channel.allocator.buffer(capacity: 64)
         switch unwrapInboundIn(data) {
-        case let .legacy(line):                       // one line, as the legacy decoder cut it
+        case let .legacy(line):  // one line, as the legacy decoder cut it
             reply.writeString(String(buffer: line).uppercased())
         case let .frame(frame) where frame.kind == .request:
             guard (try? reply.writeV1Frame(frame.response(payload: frame.payload))) != nil else { return }
@@ -64,7 +66,9 @@ let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
 if selfTest {
     let verified = try ProbeClient.probe(socketPath: socketPath, timeout: .seconds(10))
     let reply = try FrameClient(socketPath: socketPath).request(lane: 0xF0B7, payload: Array("ping".utf8))
-    print("nio-bootstrap-example: OK, pid \(verified.identity.pid), echo \(String(decoding: reply.payload, as: UTF8.self))")
+    print(
+        "nio-bootstrap-example: OK, pid \(verified.identity.pid), echo \(String(decoding: reply.payload, as: UTF8.self))"
+    )
     try server.close().wait()
     exit(reply.payload == Array("ping".utf8) ? 0 : 1)
 }

@@ -25,7 +25,8 @@ import Testing
     static func snippets() throws -> [String: String] {
         var result: [String: String] = [:]
         let examples = root.appendingPathComponent("Examples")
-        let files = FileManager.default.enumerator(at: examples, includingPropertiesForKeys: nil)?
+        let files =
+            FileManager.default.enumerator(at: examples, includingPropertiesForKeys: nil)?
             .compactMap { $0 as? URL }
             .filter { $0.pathExtension == "swift" && !$0.path.contains("/.build") } ?? []
         for file in files {
@@ -67,7 +68,8 @@ import Testing
         var documents = ["README.md"]
         for module in ["EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO"] {
             let catalog = "Sources/\(module)/\(module).docc"
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(catalog).path)) ?? []
+            let names =
+                (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(catalog).path)) ?? []
             documents += names.filter { $0.hasSuffix(".md") }.sorted().map { "\(catalog)/\($0)" }
         }
         return documents
@@ -82,8 +84,9 @@ import Testing
             let text = try String(contentsOf: Self.root.appendingPathComponent(document), encoding: .utf8)
             for block in Self.swiftBlocks(in: text) {
                 blockCount += 1
-                #expect(bodies.contains(block),
-                        "\(document): a Swift block is not a snippet of a compiled example: \(block.prefix(120))…")
+                #expect(
+                    bodies.contains(block),
+                    "\(document): a Swift block is not a snippet of a compiled example: \(block.prefix(120))…")
             }
         }
         #expect(blockCount >= 10)
@@ -92,7 +95,8 @@ import Testing
     @Test func everySnippetIsShownWhereTheDocsNeedIt() throws {
         let snippets = try Self.snippets()
         for (document, names) in Self.placements {
-            let blocks = Self.swiftBlocks(in: try String(contentsOf: Self.root.appendingPathComponent(document), encoding: .utf8))
+            let blocks = Self.swiftBlocks(
+                in: try String(contentsOf: Self.root.appendingPathComponent(document), encoding: .utf8))
             for name in names {
                 let snippet = try #require(snippets[name], "no snippet \(name)")
                 #expect(snippet.count > 200)
@@ -117,9 +121,12 @@ import Testing
                 guard let close = after.firstIndex(of: ")") else { break }
                 let target = String(after[..<close]).components(separatedBy: "#")[0]
                 rest = after[close...]
-                if target.isEmpty || target.contains("://") || target.hasPrefix("doc:") || target.hasPrefix("mailto:") { continue }
-                #expect(FileManager.default.fileExists(atPath: base.appendingPathComponent(target).path),
-                        "\(document) links to \(target), which does not exist")
+                if target.isEmpty || target.contains("://") || target.hasPrefix("doc:") || target.hasPrefix("mailto:") {
+                    continue
+                }
+                #expect(
+                    FileManager.default.fileExists(atPath: base.appendingPathComponent(target).path),
+                    "\(document) links to \(target), which does not exist")
             }
         }
     }

@@ -22,8 +22,9 @@ let server = try ServiceServer(
 let verified = try ProbeClient.probe(socketPath: socketPath, timeout: .seconds(10))
 let client = try FrameClient(socketPath: socketPath)
 let reply = try client.request(lane: 0xF0B7, payload: Array("hello".utf8))
-print("OK: pid \(verified.identity.pid) (\(verified.identity.executablePath)) echoed",
-      String(decoding: reply.payload, as: UTF8.self))
+print(
+    "OK: pid \(verified.identity.pid) (\(verified.identity.executablePath)) echoed",
+    String(decoding: reply.payload, as: UTF8.self))
 
 server.stop()  // connected clients get an UNAVAILABLE epitaph; the socket file is removed
 rmdir(made)
