@@ -110,6 +110,27 @@ import Testing
         #expect(Self.swiftBlocks(in: markdown) == ["let a = 1\n\nlet b = 2", "x"])
     }
 
+    /// Repository paths the README and the articles name in code font (`scripts/docs.sh`,
+    /// `Examples/async/main.swift`, …) exist; placeholders (`<Module>`) are skipped.
+    @Test func namedRepositoryPathsExist() throws {
+        let roots = ["scripts/", "Examples/", "Sources/", "docs/", "Tests/", "Benchmarks/", "Protos/", ".ci/", "Fuzz/"]
+        var checked = 0
+        for document in Self.documents() {
+            let text = try String(contentsOf: Self.root.appendingPathComponent(document), encoding: .utf8)
+            let spans = text.split(separator: "`", omittingEmptySubsequences: false).enumerated()
+                .filter { $0.offset % 2 == 1 }.map { String($0.element) }
+            for span in spans where roots.contains(where: { span.hasPrefix($0) }) {
+                let path = span.components(separatedBy: " ")[0].components(separatedBy: "#")[0]
+                if path.contains("<") || path.contains("*") { continue }
+                checked += 1
+                #expect(
+                    FileManager.default.fileExists(atPath: Self.root.appendingPathComponent(path).path),
+                    "\(document) names \(path), which does not exist")
+            }
+        }
+        #expect(checked >= 20)
+    }
+
     /// Relative links in the README and the articles name files that exist.
     @Test func relativeLinksPointAtFilesThatExist() throws {
         for document in Self.documents() {
