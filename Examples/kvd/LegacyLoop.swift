@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 

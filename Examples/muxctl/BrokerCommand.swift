@@ -1,6 +1,6 @@
 import ArgumentParser
 import Dispatch
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 
@@ -151,7 +151,7 @@ private struct BrokerSession: Sendable {
                         // Not this session's: the broker answers (-32002 UnknownListener).
                         let reply = try await client.call(method: "accept", params: ["listener": id.jsonValue])
                         if case let .error(object) = reply.response.outcome {
-                            return report(BrokerError(object).map(BrokerClientError.broker) ?? .rejected(object))
+                            return report(BrokerError(object).map(EndpointMuxError.broker) ?? .rejected(object))
                         }
                         printError("muxctl broker: accept on listener \(id) answered \(reply.response)")
                         return MuxctlExit.failed
@@ -202,22 +202,13 @@ private struct BrokerSession: Sendable {
         socket.close()
     }
 
-    private func report(_ error: BrokerClientError) -> Int32 {
-        switch error {
-        case let .broker(brokerError):
-            let object = brokerError.errorObject
+    private func report(_ error: EndpointMuxError) -> Int32 {
+        if let object = error.rpcError {
             say("error \(object.code) \(object.data?["name"]?.stringValue ?? ""): \(object.message)")
             return MuxctlExit.errorAnswer
-        case let .rejected(object):
-            say("error \(object.code) \(object.data?["name"]?.stringValue ?? ""): \(object.message)")
-            return MuxctlExit.errorAnswer
-        case let .client(clientError):
-            printError("muxctl broker: \(clientError)")
-            return MuxctlExit.code(for: clientError)
-        case let .malformedAnswer(detail):
-            printError("muxctl broker: malformed answer: \(detail)")
-            return MuxctlExit.failed
         }
+        printError("muxctl broker: \(error.reason)")
+        return MuxctlExit.code(for: error)
     }
 
     /// `load`: clients × cycles of listen, accept + connect (one byte through), close, while a
@@ -227,13 +218,13 @@ private struct BrokerSession: Sendable {
         prober.start()
         let start = ContinuousClock.now
         let socket = self.socket
-        let completed = await withTaskGroup(of: Result<Int, BrokerClientError>.self) { group in
+        let completed = await withTaskGroup(of: Result<Int, EndpointMuxError>.self) { group in
             for _ in 0..<clients {
                 group.addTask {
                     do {
                         let client: BrokerClient
-                        do throws(ClientError) { client = try BrokerClient(socketPath: socket) } catch {
-                            throw BrokerClientError.client(error)
+                        do throws(EndpointMuxError) { client = try BrokerClient(socketPath: socket) } catch {
+                            throw EndpointMuxError.client(error)
                         }
                         defer { client.close() }
                         for cycle in 0..<cycles {
@@ -249,11 +240,11 @@ private struct BrokerSession: Sendable {
                             outbound.close()
                             try await listener.close()
                             guard received == 1, back == byte else {
-                                throw BrokerClientError.malformedAnswer("cycle \(cycle): byte lost")
+                                throw EndpointMuxError.malformedAnswer("cycle \(cycle): byte lost")
                             }
                         }
                         return .success(cycles)
-                    } catch let error as BrokerClientError {
+                    } catch let error as EndpointMuxError {
                         return .failure(error)
                     } catch {
                         return .failure(.malformedAnswer("\(error)"))
@@ -261,7 +252,7 @@ private struct BrokerSession: Sendable {
                 }
             }
             var total = 0
-            var failures: [BrokerClientError] = []
+            var failures: [EndpointMuxError] = []
             for await outcome in group {
                 switch outcome {
                 case let .success(count): total += count

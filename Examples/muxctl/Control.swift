@@ -1,5 +1,5 @@
 import ArgumentParser
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 

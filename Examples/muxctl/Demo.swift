@@ -1,5 +1,5 @@
 import ArgumentParser
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 
@@ -99,7 +99,8 @@ struct Demo: ParsableCommand {
             let client = try FrameClient(socketPath: socketPath)
             _ = try client.request(lane: 0x7001, payload: Array("hi".utf8), timeout: .seconds(2))
             steps.check("epitaph before close", false)
-        } catch let ClientError.epitaph(epitaph) {
+        } catch let error where error.epitaph != nil {
+            let epitaph = error.epitaph ?? Epitaph(status: .internal, reason: error.reason)
             print("  <- epitaph \(epitaph.status) (\(epitaph.status.rawValue)): \(epitaph.reason)")
             steps.check("epitaph before close", epitaph.status == .notSupported)
         } catch {

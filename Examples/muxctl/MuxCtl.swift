@@ -1,5 +1,5 @@
 public import ArgumentParser
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import LegacyAdapters
 import Glibc
 
@@ -40,14 +40,12 @@ enum MuxctlExit {
         """
 
     /// The status for a client failure.
-    static func code(for error: ClientError) -> Int32 {
-        switch error {
-        case .connect, .timedOut: return unreachable
-        case .transport(.timedOut): return unreachable
+    static func code(for error: EndpointMuxError) -> Int32 {
+        switch error.code {
+        case .connectFailed, .timedOut: return unreachable
         case .epitaph, .peerClosed: return closed
-        case .transport(.peerClosed): return closed
-        case let .transport(.system(_, code)) where code == ECONNRESET || code == EPIPE: return closed
-        case .transport, .malformedAnswer, .verification, .identity: return failed
+        case .systemCallFailed where error.errno == ECONNRESET || error.errno == EPIPE: return closed
+        default: return failed
         }
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 
@@ -39,7 +39,7 @@ struct Probe: ParsableCommand {
             report(verified, socketPath: socketPath, againstFile: expected != nil)
         } catch let error as ValidationError {
             throw error
-        } catch let error as ClientError {
+        } catch let error as EndpointMuxError {
             printError("muxctl probe: NOT verified: \(error)")
             throw ExitCode(MuxctlExit.code(for: error))
         } catch {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 
 struct Send: ParsableCommand {
@@ -22,7 +22,8 @@ struct Send: ParsableCommand {
             let client = try FrameClient(socketPath: socket, connectDeadline: deadline)
             let reply = try client.request(lane: lane, payload: Array(payload.utf8), deadline: deadline)
             print(String(decoding: reply.payload, as: UTF8.self))
-        } catch let ClientError.epitaph(epitaph) {
+        } catch let error where error.epitaph != nil {
+            let epitaph = error.epitaph ?? Epitaph(status: .internal, reason: error.reason)
             print("epitaph: \(epitaph.status) (\(epitaph.status.rawValue)): \(epitaph.reason)")
             throw ExitCode(MuxctlExit.closed)
         } catch {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdapters
 import Glibc
 
@@ -20,7 +20,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         guard lane.isServiceLane else {
-            throw ValidationError(IdentityError.invalidServiceLane(lane).description)
+            throw ValidationError(EndpointMuxError.invalidServiceLane(lane).description)
         }
         let endpoint = try serviceEndpoint(name: name, runtimeDirectory: runtimeDirectory)
         // Block the signals before any thread exists so only `sigwait` below sees them.

@@ -1,5 +1,5 @@
-public import EndpointMux
-public import NIOCore
+@_spi(Internals) package import EndpointMux
+package import NIOCore
 
 extension ByteBuffer {
     /// Appends `frame`, header and body, as the v1 wire carries it (the bytes
@@ -10,7 +10,7 @@ extension ByteBuffer {
     /// - Returns: the number of bytes written.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)``; nothing is written then.
     @discardableResult
-    public mutating func writeV1Frame(
+    package mutating func writeV1Frame(
         _ frame: Frame, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) -> Int {
         writeBytes(try frame.encoded(maxBodyByteCount: maxBodyByteCount))
@@ -21,7 +21,7 @@ extension ByteBuffer {
     /// reply to an ``EndpointMuxMessage/control(_:)``.
     /// - Returns: the number of bytes written.
     @discardableResult
-    public mutating func writeControlMessage(_ message: ControlMessage) -> Int {
+    package mutating func writeControlMessage(_ message: ControlMessage) -> Int {
         writeBytes(message.encoded())
     }
 }

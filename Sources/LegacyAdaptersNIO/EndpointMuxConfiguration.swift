@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 public import NIOCore
 
 /// How ``EndpointMuxHandler`` and ``EndpointMuxDecoder`` treat bytes that belong to the

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 public import NIOCore
 
 /// The mux as a `ByteToMessageDecoder`: v1 frames, JSON-RPC control messages and

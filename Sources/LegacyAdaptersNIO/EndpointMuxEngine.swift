@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import NIOCore
 
 /// Executes one connection's ``ConnectionStateMachine`` on a SwiftNIO channel, for

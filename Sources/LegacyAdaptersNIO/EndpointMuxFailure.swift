@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 
 /// Why ``EndpointMuxHandler`` or ``EndpointMuxDecoder`` ended a connection; delivered as
 /// ``EndpointMuxEvent/failed(_:)`` once the connection is over (after the epitaph was

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 public import NIOCore
 
 /// Puts an ``EndpointMux`` at the front of a daemon's existing SwiftNIO pipeline, so one

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 public import NIOCore
 
 /// What ``EndpointMuxHandler`` and ``EndpointMuxDecoder`` hand to the next handler in the

@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 @testable import LegacyAdapters
 import LegacyAdaptersNIO
 import NIOCore
@@ -236,7 +236,7 @@ enum SocketPair {
     static func make() throws -> (server: Int32, client: Int32) {
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
-            throw TransportError.system(operation: "socketpair", errno: errno)
+            throw EndpointMuxError.system(operation: "socketpair", errno: errno)
         }
         return (fds[0], fds[1])
     }
@@ -246,7 +246,7 @@ enum SocketPair {
         var pipes = FileDescriptorQueue()
         for _ in 0..<fds {
             var ends: [Int32] = [-1, -1]
-            guard pipe(&ends) == 0 else { throw TransportError.system(operation: "pipe", errno: errno) }
+            guard pipe(&ends) == 0 else { throw EndpointMuxError.system(operation: "pipe", errno: errno) }
             _ = close(ends[1])
             pipes.append(OwnedFileDescriptor(taking: ends[0]))
         }

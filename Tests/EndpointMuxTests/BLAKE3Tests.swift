@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 import Glibc
 
@@ -147,7 +147,7 @@ struct BLAKE3Tests {
     func missingFile() throws {
         let directory = try TemporaryDirectory()
         let path = directory.path("does-not-exist")
-        #expect(throws: IdentityError.system(operation: "open", path: path, errno: ENOENT)) {
+        #expect(throws: EndpointMuxError.system(operation: "open", path: path, errno: ENOENT)) {
             try BLAKE3.hash(fileAtPath: path)
         }
     }
@@ -155,7 +155,7 @@ struct BLAKE3Tests {
     @Test("a directory throws read/EISDIR")
     func directoryPath() throws {
         let directory = try TemporaryDirectory()
-        #expect(throws: IdentityError.system(operation: "read", path: directory.url.path, errno: EISDIR)) {
+        #expect(throws: EndpointMuxError.system(operation: "read", path: directory.url.path, errno: EISDIR)) {
             try BLAKE3.hash(fileAtPath: directory.url.path)
         }
     }

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 private func json(_ text: String) throws -> JSONValue { try JSONValue(parsing: text) }
 private func text(_ value: JSONValue) -> String { String(decoding: value.serialized(), as: UTF8.self) }

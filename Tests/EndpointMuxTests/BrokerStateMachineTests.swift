@@ -1,6 +1,6 @@
 import Testing
 
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 private typealias Action = BrokerStateMachine.Action
 

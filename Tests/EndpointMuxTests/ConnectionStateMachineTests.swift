@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// The connection engine's policy, with synthetic instants only (no sockets, no sleeps).
 @Suite struct ConnectionStateMachineTests {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// A connection as an adapter would drive it: a byte buffer and a count of queued fds,
 /// both owned here; the decoder only reads them.

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 private func parse(_ text: String) throws -> ControlMessage {
     try ControlMessage(parsing: try JSONValue(parsing: text))

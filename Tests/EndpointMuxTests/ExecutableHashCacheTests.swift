@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// The in-process digest cache behind `DaemonIdentity.current`.
 @Suite(.serialized) struct ExecutableHashCacheTests {
@@ -33,7 +33,7 @@ import Testing
 
         ExecutableHashCache.removeAll()
         #expect(!ExecutableHashCache.contains(fileAtPath: path))
-        #expect(throws: IdentityError.system(operation: "open", path: directory.appendingPathComponent("missing").path, errno: ENOENT)) {
+        #expect(throws: EndpointMuxError.system(operation: "open", path: directory.appendingPathComponent("missing").path, errno: ENOENT)) {
             try ExecutableHashCache.hash(fileAtPath: directory.appendingPathComponent("missing").path)
         }
     }

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Big frames without copies: the three-part encoding and the payload taken over from the
 /// receive buffer.

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// `FrameView` (zero-copy) must agree with libprotobuf-c (`Frame(parsingBody:)`) on every
 /// input: both reject, or both accept with the same field values.

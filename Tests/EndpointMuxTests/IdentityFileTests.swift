@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 @Suite struct IdentityFileTests {
     @Test func encodesExactlyLikeTheReference() throws {
@@ -47,11 +47,11 @@ import Testing
     func requiredFieldsAreRequired(field: String) throws {
         var object = try JSONValue(parsing: try Vectors.text("identity-file.json")).objectValue ?? [:]
         object.members.removeAll { $0.key == field }
-        #expect(throws: IdentityError.self) { try IdentityFile.decode(JSONValue.object(object).serialized()) }
+        #expect(throws: EndpointMuxError.self) { try IdentityFile.decode(JSONValue.object(object).serialized()) }
     }
 
     @Test func otherAlgorithmsAreRejected() throws {
         let text = try Vectors.text("identity-file.json").replacingOccurrences(of: "\"blake3\"", with: "\"sha256\"")
-        #expect(throws: IdentityError.self) { try IdentityFile.decode(Array(text.utf8)) }
+        #expect(throws: EndpointMuxError.self) { try IdentityFile.decode(Array(text.utf8)) }
     }
 }

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Scans `bytes` delivered in pieces that end at `splits` (ascending offsets), returning
 /// the status after each piece and the scanner.

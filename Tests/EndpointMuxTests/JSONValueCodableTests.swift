@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 private struct Params: Codable, Equatable {
     struct Item: Codable, Equatable {

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Every branch of `EndpointMux.poll`, in the decision order of running-process's mux.
 @Suite struct MuxPollTests {

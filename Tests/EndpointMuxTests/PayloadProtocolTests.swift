@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 @Suite struct PayloadProtocolTests {
     @Test func firstPartyIsExactlyTheFourElementList() {

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Every row of the reference's own `native_service_paths` output.
 @Suite struct ServiceEndpointTests {
@@ -37,7 +37,7 @@ import Testing
     @Test func invalidNamesAreRejected() {
         let env = ServiceEndpoint.Environment(xdgRuntimeDir: nil, xdgDataHome: nil, home: "/h", uid: 0)
         for name in ["Bad", "", String(repeating: "a", count: 65), "a_b", "a b"] {
-            #expect(throws: IdentityError.invalidServiceName(name)) {
+            #expect(throws: EndpointMuxError.invalidServiceName(name)) {
                 try ServiceEndpoint(name: name, runtimeDirectory: nil, environment: env)
             }
         }

@@ -1,5 +1,5 @@
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Byte-exact agreement with the captured running-process 4.10.17 traffic.
 @Suite struct VectorTests {

@@ -1,6 +1,6 @@
 import CProtobuf
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// The hand-written protobuf writer (`ProtobufWireWriter`, used by `Frame`, `Epitaph` and
 /// `ProbeResponder`) must produce exactly the bytes libprotobuf-c's `pack` produces: the

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 import LegacyAdapters
 
 /// The JSON-FD control channel against an independent peer: Python/jsonfd_peer.py, written

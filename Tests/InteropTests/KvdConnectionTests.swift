@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 /// kvd's connection layer against the real binary (issue 7's acceptance for kvd):
@@ -205,7 +205,7 @@ import Testing
         close(writer)
         let loaded = try loader.waitForResponse(.number(1), deadline: .now + .seconds(5))
         #expect(count(loaded) == .number(2))
-        let afterAnswer = Result { () throws(ClientError) in try loader.waitForResponse(.number(99), deadline: .now + .seconds(5)) }
+        let afterAnswer = Result { () throws(EndpointMuxError) in try loader.waitForResponse(.number(99), deadline: .now + .seconds(5)) }
         if case .failure(.peerClosed) = afterAnswer {} else { Issue.record("expected EOF after the loadFrom answer, got \(afterAnswer)") }
         _ = try othersAnswered(socket, key: "loaded", expect: "VALUE yes\n")
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 /// kvd, a legacy line-protocol daemon, before and after the retrofit, on both adapters.
@@ -123,14 +123,14 @@ import Testing
 
         // v1: an unserved lane.
         let v1 = try FrameClient(socketPath: socketPath)
-        let refused = Result { () throws(ClientError) in try v1.request(lane: 0x7001, payload: [1], timeout: .seconds(5)) }
-        if case let .failure(.epitaph(epitaph)) = refused {
+        let refused = Result { () throws(EndpointMuxError) in try v1.request(lane: 0x7001, payload: [1], timeout: .seconds(5)) }
+        if case let .failure(error) = refused, let epitaph = error.epitaph {
             #expect(epitaph.status == .notSupported)
         } else {
             Issue.record("no epitaph: \(refused)")
         }
         // After the epitaph: a clean EOF, not ECONNRESET.
-        let after = Result { () throws(ClientError) in try v1.readFrame(deadline: .now + .seconds(5)) }
+        let after = Result { () throws(EndpointMuxError) in try v1.readFrame(deadline: .now + .seconds(5)) }
         if case .failure(.peerClosed) = after {} else { Issue.record("expected a clean EOF, got \(after)") }
 
         // JSON-FD: bad JSON.

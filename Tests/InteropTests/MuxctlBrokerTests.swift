@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 import LegacyAdapters
 
 /// `muxctl broker` (the release muxctl, `ENDPOINTMUX_MUXCTL`) against an in-process

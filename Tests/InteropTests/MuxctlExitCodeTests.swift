@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// muxctl's documented exit statuses, driven as a user would: the release `muxctl`
 /// (`ENDPOINTMUX_MUXCTL`) against `muxctl serve` and against a server that never accepts.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 /// The README's retrofit example (`Examples/retrofit/main.swift`), run as users would run

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// EndpointMux against running-process 4.10.17 from PyPI, both ways, with real processes.
 @Suite(.serialized) struct RunningProcessInteropTests {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 import LegacyAdapters
 
 /// `muxctl serve` (a `ServiceServer` on the shared event loops) as daemon users try it:

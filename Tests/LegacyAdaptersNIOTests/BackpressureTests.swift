@@ -1,5 +1,5 @@
 import Glibc
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Foundation
 import LegacyAdaptersNIO
 import NIOCore

@@ -1,5 +1,5 @@
 import Glibc
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import LegacyAdaptersNIO
 import NIOCore
 import NIOPosix

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 /// A listening Unix socket that never accepts, its accept queue already full
@@ -52,8 +52,8 @@ private func timed<T>(_ body: () throws -> T) -> (error: (any Error)?, elapsed: 
 }
 
 private func isConnectTimeout(_ error: (any Error)?) -> Bool {
-    guard let error = error as? ClientError, case let .connect(.system(operation, _, code)) = error else { return false }
-    return operation == "connect" && code == ETIMEDOUT
+    guard let error = error as? EndpointMuxError, error.code == .connectFailed else { return false }
+    return error.systemCall == "connect" && error.errno == ETIMEDOUT
 }
 
 extension FileDescriptorSuites {
@@ -97,7 +97,7 @@ extension FileDescriptorSuites {
         @Test func connectFailuresAreImmediate() throws {
             try expectNoFileDescriptorLeaks {
                 let missing = timed { try FrameClient(socketPath: "/tmp/emx-no-such-dir/none.sock", connectTimeout: .seconds(5)) }
-                guard let error = missing.error as? ClientError, case let .connect(.system(_, _, code)) = error else {
+                guard let error = missing.error as? EndpointMuxError, error.code == .connectFailed, let code = error.errno else {
                     Issue.record("expected a connect error, got \(String(describing: missing.error))")
                     return
                 }
@@ -146,11 +146,11 @@ extension FileDescriptorSuites {
                 }
                 responder.start()
                 let outcome = timed { try control.call("echo", timeout: .seconds(20)) }
-                guard let error = outcome.error as? ClientError, case let .malformedAnswer(detail) = error else {
+                guard let error = outcome.error as? EndpointMuxError, error.code == .malformedAnswer else {
                     Issue.record("expected malformedAnswer, got \(String(describing: outcome.error))")
                     return
                 }
-                #expect(detail.contains("id 1"), "\(detail)")
+                #expect(error.reason.contains("id 1"), "\(error.reason)")
                 #expect(outcome.elapsed < .seconds(2), "took \(outcome.elapsed)")
             }
         }
@@ -171,7 +171,7 @@ extension FileDescriptorSuites {
                 let reply = try control.call("echo", timeout: .seconds(10))
                 #expect(reply.response.outcome == .result("ok"))
                 let later = timed { try control.waitForResponse(7, deadline: .now + .seconds(10)) }
-                guard let error = later.error as? ClientError, case .malformedAnswer = error else {
+                guard let error = later.error as? EndpointMuxError, case .malformedAnswer = error else {
                     Issue.record("expected malformedAnswer for id 7, got \(String(describing: later.error))")
                     return
                 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 /// A test identity (no executable hashing needed).
@@ -82,7 +82,7 @@ extension FileDescriptorSuites {
                 close(server)
                 guard case let .payload(frame)? = events.first else { Issue.record("first event \(events)"); return }
                 #expect(frame.payload == Array("hi".utf8))
-                guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("no failure: \(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("no failure: \(events)"); return }
                 #expect(epitaph.status == .notSupported)
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil, "client saw errno \(String(describing: error)) instead of a clean EOF")
@@ -100,7 +100,7 @@ extension FileDescriptorSuites {
                 try writeAll(client, [0x01, 0xFF, 0xFF, 0xFF, 0xFF])  // 4 GiB frame
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 close(server)
-                guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .outOfRange)
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil)
@@ -116,7 +116,7 @@ extension FileDescriptorSuites {
                 try writeAll(client, Array("GET / HTTP/1.1\r\n\r\n".utf8))
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 close(server)
-                guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .invalidFrame)
                 let (bytes, _) = try readToEOF(client)
                 #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.count == 1)
@@ -132,7 +132,7 @@ extension FileDescriptorSuites {
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 let elapsed = start.duration(to: .now)
                 close(server)
-                guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .timedOut)
                 // Fires at the bound, give or take scheduling on a loaded 2-core CI machine.
                 #expect(elapsed >= .milliseconds(300) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
@@ -168,7 +168,7 @@ extension FileDescriptorSuites {
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 let elapsed = start.duration(to: .now)
                 close(server)
-                guard case let .closed(.failed(epitaph?))? = events.last else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
                 #expect(epitaph.status == .timedOut)
                 #expect(elapsed >= .milliseconds(250) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
                 _ = try readToEOF(client)

@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
@@ -973,7 +973,7 @@ extension FileDescriptorSuites {
                 let listener = try UnixSocket.bindListener(path: path, serviceName: "raw").release()
                 defer { close(listener); unlink(path) }
                 async let served = onDedicatedThread { () throws -> (ControlMessage?, [Int], Bool) in
-                    guard try SocketIO.waitUntilReadable(listener, timeout: .seconds(10)) else { throw TransportError.timedOut(operation: "accept") }
+                    guard try SocketIO.waitUntilReadable(listener, timeout: .seconds(10)) else { throw EndpointMuxError.timedOut(operation: "accept") }
                     let connection = accept(listener, nil, nil)
                     guard connection >= 0 else { throw FixtureError(operation: "accept", errno: errno) }
                     defer { close(connection) }
@@ -1001,19 +1001,19 @@ extension FileDescriptorSuites {
         }
 
         // A request the server holds waiting for fds when the client breaks the rule: the
-        // client reads the -32050 answer to that request, then ClientError.epitaph, then EOF.
+        // client reads the -32050 answer to that request, then EndpointMuxError.epitaph, then EOF.
         @Test func theWaitingRequestGetsTheFileDescriptorErrorThenTheEpitaph() async throws {
             try await expectNoFileDescriptorLeaks {
                 let reason = "mismatched count: message declared 3 fds, 1 arrived"
                 let (outcome, log) = try await onDedicatedThread {
-                    try withControlClient { client -> (ControlResponse, ClientError?, ClientError?) in
+                    try withControlClient { client -> (ControlResponse, EndpointMuxError?, EndpointMuxError?) in
                         try sendRaw(client.fileDescriptor, Wire.request("readFds", id: "9", fds: 3), fds: try makePipes(1))
                         try sendRaw(client.fileDescriptor, "?")
                         let answer = try client.waitForResponse(9, deadline: .now + .seconds(10))
-                        var epitaph: ClientError?
-                        do throws(ClientError) { _ = try client.waitForResponse(10, deadline: .now + .seconds(10)) } catch { epitaph = error }
-                        var after: ClientError?
-                        do throws(ClientError) { _ = try client.waitForResponse(11, deadline: .now + .seconds(10)) } catch { after = error }
+                        var epitaph: EndpointMuxError?
+                        do throws(EndpointMuxError) { _ = try client.waitForResponse(10, deadline: .now + .seconds(10)) } catch { epitaph = error }
+                        var after: EndpointMuxError?
+                        do throws(EndpointMuxError) { _ = try client.waitForResponse(11, deadline: .now + .seconds(10)) } catch { after = error }
                         return (answer.response, epitaph, after)
                     }
                 }
@@ -1024,18 +1024,18 @@ extension FileDescriptorSuites {
             }
         }
 
-        // A request over the server's size limit: ClientError.epitaph with OUT_OF_RANGE.
+        // A request over the server's size limit: EndpointMuxError.epitaph with OUT_OF_RANGE.
         @Test func anOversizedRequestEndsInAnEpitaph() async throws {
             try await expectNoFileDescriptorLeaks {
                 let limits = MuxLimits(control: ControlLimits(maxMessageBytes: 128))
                 let (outcome, log) = try await onDedicatedThread {
-                    try withControlClient(limits: limits) { client -> (ControlResponse, ClientError?) in
+                    try withControlClient(limits: limits) { client -> (ControlResponse, EndpointMuxError?) in
                         let small = try client.call("echo", params: "small")
-                        var failure: ClientError?
+                        var failure: EndpointMuxError?
                         do {
                             _ = try client.call("echo", params: .string(String(repeating: "big ", count: 64)),
                                                 fileDescriptors: queue(owning: try makePipes(2)))
-                        } catch let error as ClientError { failure = error }
+                        } catch let error as EndpointMuxError { failure = error }
                         return (small.response, failure)
                     }
                 }
@@ -1074,14 +1074,14 @@ extension FileDescriptorSuites {
         // the delivered ones closed, nothing leaked.
         @Test func aReceiverSizedForFewerFdsThanSent() async throws {
             try await expectNoFileDescriptorLeaks {
-                let (failure, log) = try await onDedicatedThread { () throws -> (TransportError?, ServerLog) in
+                let (failure, log) = try await onDedicatedThread { () throws -> (EndpointMuxError?, ServerLog) in
                     let server = try DriverHarness()
                     server.start()
                     defer { server.finish(timeout: .seconds(2)) }
                     try sendRaw(server.clientFD, Wire.request("createFds", params: #"{"count":600,"prefix":"t"}"#, id: "1"))
                     let reader = ControlReader(maxFileDescriptors: 100)
-                    var failure: TransportError?
-                    do { _ = try reader.next(from: server.clientFD) } catch let error as TransportError { failure = error }
+                    var failure: EndpointMuxError?
+                    do { _ = try reader.next(from: server.clientFD) } catch let error as EndpointMuxError { failure = error }
                     shutdown(server.clientFD, Int32(SHUT_RDWR))
                     return (failure, server.finish())
                 }
@@ -1106,7 +1106,7 @@ extension FileDescriptorSuites {
                     let replies = try receiveLog(from: server.clientFD, untilEndOfFile: true, timeout: .seconds(10))
                     return (String(decoding: replies.bytes, as: UTF8.self), server.finish())
                 }
-                let reason = TransportError.controlTruncated(received: 3).description
+                let reason = EndpointMuxError.controlTruncated(received: 3).description
                 #expect(replies == Wire.result("null", id: "1") + Wire.epitaph(status: -40, reason: reason))
                 #expect(log.ends == [.failed(Epitaph(status: .io, reason: reason))])
                 #expect(log.seen.count == 1)

@@ -1,3 +1,4 @@
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
@@ -121,7 +122,7 @@ extension FileDescriptorSuites {
                     while try queue.flush(to: a) == .wouldBlock {
                         wouldBlocks += 1
                         guard try SocketIO.waitUntilWritable(a, timeout: .seconds(30)) else {
-                            throw TransportError.timedOut(operation: "test flush")
+                            throw EndpointMuxError.timedOut(operation: "test flush")
                         }
                     }
                     return (first, wouldBlocks)
@@ -149,7 +150,7 @@ extension FileDescriptorSuites {
                 close(b)
                 var queue = OutboundQueue()
                 queue.enqueue(Array("{}".utf8), fileDescriptors: .owning(try makePipes(3)))
-                #expect(throws: TransportError.system(operation: "sendmsg", errno: EPIPE)) {
+                #expect(throws: EndpointMuxError.system(operation: "sendmsg", errno: EPIPE)) {
                     _ = try queue.flush(to: a)
                 }
                 #expect(OutboundState(queue) == OutboundState(pendingBytes: 2, pendingFileDescriptors: 3, isEmpty: false, limit: 500))
@@ -165,7 +166,7 @@ extension FileDescriptorSuites {
                 queue.enqueue([UInt8](repeating: 0x41, count: 4 << 20), fileDescriptors: .owning(try makePipes(2)))
                 let clock = ContinuousClock()
                 let start = clock.now
-                #expect(throws: TransportError.timedOut(operation: "sendmsg")) {
+                #expect(throws: EndpointMuxError.timedOut(operation: "sendmsg")) {
                     try queue.flushBlocking(to: a, deadline: start + .milliseconds(100))
                 }
                 #expect(clock.now - start >= .milliseconds(100))

@@ -1,3 +1,4 @@
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
@@ -77,7 +78,7 @@ extension FileDescriptorSuites {
                 try sendOnce(a, "x", closing: try makePipes(5))
                 var queue = queue(owning: try makePipes(1))  // an earlier descriptor stays queued
                 var buffer = [UInt8](repeating: 0, count: 16)
-                #expect(throws: TransportError.controlTruncated(received: 2)) {
+                #expect(throws: EndpointMuxError.controlTruncated(received: 2)) {
                     _ = try buffer.withUnsafeMutableBytes {
                         try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue, maxFileDescriptors: 2)
                     }
@@ -95,11 +96,11 @@ extension FileDescriptorSuites {
                 var receiver = SocketReceiver(maxFileDescriptors: 0)
                 var queue = FileDescriptorQueue()
                 var buffer = [UInt8](repeating: 0, count: 16)
-                #expect(throws: TransportError.controlTruncated(received: 0)) {
+                #expect(throws: EndpointMuxError.controlTruncated(received: 0)) {
                     _ = try buffer.withUnsafeMutableBytes { try receiver.receive(from: b, into: $0, fileDescriptors: &queue) }
                 }
                 try sendOnce(a, "y", closing: try makePipes(1))
-                #expect(throws: TransportError.controlTruncated(received: 0)) {
+                #expect(throws: EndpointMuxError.controlTruncated(received: 0)) {
                     _ = try buffer.withUnsafeMutableBytes {
                         try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue, maxFileDescriptors: 0)
                     }
@@ -146,10 +147,10 @@ extension FileDescriptorSuites {
                 let (a, b) = try makeSocketPair()
                 defer { close(a); close(b) }
                 var queue = FileDescriptorQueue()
-                #expect(throws: TransportError.invalidArgument("receive buffer is empty")) {
+                #expect(throws: EndpointMuxError.invalidArgument("receive buffer is empty")) {
                     _ = try SocketIO.receive(from: b, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileDescriptors: &queue)
                 }
-                #expect(throws: TransportError.self) {
+                #expect(throws: EndpointMuxError.self) {
                     _ = try SocketIO.send(to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [0])
                 }
                 let nothing = try SocketIO.send(to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [])
@@ -165,10 +166,10 @@ extension FileDescriptorSuites {
                 let fds = try makePipes(2)
                 defer { fds.forEach { close($0) } }
                 let bytes: [UInt8] = Array("hello".utf8)
-                #expect(throws: TransportError.system(operation: "sendmsg", errno: EPIPE)) {
+                #expect(throws: EndpointMuxError.system(operation: "sendmsg", errno: EPIPE)) {
                     _ = try bytes.withUnsafeBytes { try SocketIO.send(to: a, bytes: $0, fileDescriptors: []) }
                 }
-                #expect(throws: TransportError.system(operation: "sendmsg", errno: EPIPE)) {
+                #expect(throws: EndpointMuxError.system(operation: "sendmsg", errno: EPIPE)) {
                     _ = try bytes.withUnsafeBytes { try SocketIO.send(to: a, bytes: $0, fileDescriptors: fds) }
                 }
             }
@@ -181,7 +182,7 @@ extension FileDescriptorSuites {
                 let one = try makePipe(holding: "same")
                 defer { close(one) }
                 let bytes: [UInt8] = [0x20]
-                #expect(throws: TransportError.fileDescriptorBatchRejected(count: 254, errno: EINVAL)) {
+                #expect(throws: EndpointMuxError.fileDescriptorBatchRejected(count: 254, errno: EINVAL)) {
                     _ = try bytes.withUnsafeBytes {
                         try SocketIO.send(to: a, bytes: $0, fileDescriptors: repeatElement(one, count: 254))
                     }
@@ -215,7 +216,7 @@ extension FileDescriptorSuites {
         @Test func pollOnAClosedDescriptorIsEBADF() throws {
             let unused: Int32 = 19_999
             try #require(!isOpen(unused))
-            #expect(throws: TransportError.system(operation: "poll", errno: EBADF)) {
+            #expect(throws: EndpointMuxError.system(operation: "poll", errno: EBADF)) {
                 _ = try SocketIO.waitUntilReadable(unused, timeout: .seconds(1))
             }
         }
@@ -227,7 +228,7 @@ extension FileDescriptorSuites {
                 #expect(try SocketIO.peerProcessID(a) == getpid())
                 let pipeEnd = try makePipe(holding: "")
                 defer { close(pipeEnd) }
-                #expect(throws: TransportError.system(operation: "getsockopt", errno: ENOTSOCK)) {
+                #expect(throws: EndpointMuxError.system(operation: "getsockopt", errno: ENOTSOCK)) {
                     _ = try SocketIO.peerProcessID(pipeEnd)
                 }
             }

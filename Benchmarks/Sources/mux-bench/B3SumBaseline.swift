@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// `b3sum --num-threads 1` on the same 16 MiB as `blake3.16MiB`, timed from outside the

@@ -1,5 +1,5 @@
 import CPackBaseline
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 // mux-bench: one `BENCH <name> <median ns per op> <allocations per op>` line per

@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Broker request decoding: any bytes are parsed as JSON, classified as a control message,

@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Control-path fuzzing: the first byte picks a split stride; feeding the input whole and

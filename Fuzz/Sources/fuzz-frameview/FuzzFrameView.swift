@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Differential fuzzing: the zero-copy FrameView and libprotobuf-c (Frame(parsingBody:))

@@ -17,10 +17,10 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     case pair
 
     /// The longest Unix path accepted (`sun_path` holds 108 bytes with its NUL on Linux).
-    public static let maxUnixPathByteCount = 107
+    package static let maxUnixPathByteCount = 107
 
     /// Reads an endpoint object; every fault is a typed ``BrokerDecodeError`` naming the member.
-    public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
+    @_spi(Internals) public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
         guard case let .object(object) = value else { throw .wrongType(member: member, expected: "an object") }
         guard let kindValue = object["kind"] else { throw .missingMember("\(member).kind") }
         guard case let .string(kind) = kindValue else { throw .wrongType(member: "\(member).kind", expected: "a string") }
@@ -47,7 +47,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// Reads the text form used by rules and the command line: `tcp:127.0.0.1:80`,
     /// `tcp:[::1]:80`, `unix:/run/x.sock`, `pair`.
-    public init(text: String) throws(BrokerDecodeError) {
+    package init(text: String) throws(BrokerDecodeError) {
         if text == "pair" {
             self = .pair
             return
@@ -70,7 +70,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The endpoint as a protocol object (members in the order `kind`, `host`/`path`, `port`).
-    public var jsonValue: JSONValue {
+    package var jsonValue: JSONValue {
         switch self {
         case let .tcp(host, port):
             return ["kind": "tcp", "host": .string(host), "port": .number(JSONNumber(Int(port)))]
@@ -93,7 +93,7 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the TCP host is an IPv6 literal.
-    public var isIPv6: Bool {
+    package var isIPv6: Bool {
         if case let .tcp(host, _) = self { return host.contains(":") }
         return false
     }

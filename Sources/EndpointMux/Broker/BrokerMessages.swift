@@ -17,11 +17,11 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
     }
 
     /// The id as a JSON number.
-    public var jsonValue: JSONValue { .number(JSONNumber(rawValue)) }
+    @_spi(Internals) public var jsonValue: JSONValue { .number(JSONNumber(rawValue)) }
 }
 
 /// What a `connect` connects to.
-public enum BrokerConnectTarget: Hashable, Sendable {
+@_spi(Internals) public enum BrokerConnectTarget: Hashable, Sendable {
     /// A kernel address (`tcp` or `unix`).
     case endpoint(BrokerEndpoint)
     /// A `pair` listener of this broker.
@@ -31,7 +31,7 @@ public enum BrokerConnectTarget: Hashable, Sendable {
 /// Why a request's parameters or method were rejected: one case per fault. Answered as
 /// −32601 (``unknownMethod(_:)``) or −32602 (everything else), never by closing the
 /// connection.
-public enum BrokerDecodeError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum BrokerDecodeError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The method is none of `listen`, `accept`, `connect`, `close`.
     case unknownMethod(String)
     /// `params` is absent or not an object.
@@ -61,7 +61,7 @@ public enum BrokerDecodeError: Error, Hashable, Sendable, CustomStringConvertibl
     case invalidCancel
 
     /// The JSON-RPC error answered for it.
-    public var errorObject: JSONRPCErrorObject {
+    @_spi(Internals) public var errorObject: JSONRPCErrorObject {
         switch self {
         case let .unknownMethod(method):
             return JSONRPCErrorObject(code: JSONRPCErrorObject.methodNotFoundCode, message: "Method not found: \(method)",
@@ -72,7 +72,7 @@ public enum BrokerDecodeError: Error, Hashable, Sendable, CustomStringConvertibl
         }
     }
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .unknownMethod(method): return "unknown method \"\(method)\""
         case .paramsNotObject: return "params must be an object"
@@ -93,7 +93,7 @@ public enum BrokerDecodeError: Error, Hashable, Sendable, CustomStringConvertibl
 
 /// A broker request, decoded from a JSON-RPC request by a throwing initialiser and
 /// encoded back exactly (``method`` and ``params``).
-public enum BrokerRequest: Hashable, Sendable {
+@_spi(Internals) public enum BrokerRequest: Hashable, Sendable {
     /// `listen {"endpoint": E, "backlog"?: n}`.
     case listen(endpoint: BrokerEndpoint, backlog: Int?)
     /// `accept {"listener": id}`.
@@ -104,19 +104,19 @@ public enum BrokerRequest: Hashable, Sendable {
     case close(listener: BrokerListenerID)
 
     /// The largest `timeoutMs` accepted (one day).
-    public static let maxTimeoutMilliseconds = 86_400_000
+    @_spi(Internals) public static let maxTimeoutMilliseconds = 86_400_000
 
     /// The method names.
-    public static let methods: Set<String> = ["listen", "accept", "connect", "close"]
+    @_spi(Internals) public static let methods: Set<String> = ["listen", "accept", "connect", "close"]
 
     /// Decodes `request`: the method picks the case, `params` must be an object with the
     /// members of that case (unknown members are ignored).
-    public init(decoding request: ControlRequest) throws(BrokerDecodeError) {
+    @_spi(Internals) public init(decoding request: ControlRequest) throws(BrokerDecodeError) {
         try self.init(method: request.method, params: request.params)
     }
 
     /// Decodes a method and its params.
-    public init(method: String, params: JSONValue?) throws(BrokerDecodeError) {
+    @_spi(Internals) public init(method: String, params: JSONValue?) throws(BrokerDecodeError) {
         guard Self.methods.contains(method) else { throw .unknownMethod(method) }
         guard case let .object(object)? = params else { throw .paramsNotObject }
         func listener() throws(BrokerDecodeError) -> BrokerListenerID {
@@ -164,7 +164,7 @@ public enum BrokerRequest: Hashable, Sendable {
     }
 
     /// The method name.
-    public var method: String {
+    @_spi(Internals) public var method: String {
         switch self {
         case .listen: "listen"
         case .accept: "accept"
@@ -174,7 +174,7 @@ public enum BrokerRequest: Hashable, Sendable {
     }
 
     /// The params object, in the member order of the protocol table.
-    public var params: JSONValue {
+    @_spi(Internals) public var params: JSONValue {
         switch self {
         case let .listen(endpoint, backlog):
             var object: JSONObject = ["endpoint": endpoint.jsonValue]
@@ -194,23 +194,23 @@ public enum BrokerRequest: Hashable, Sendable {
     }
 
     /// The request as a control message with `id`.
-    public func controlRequest(id: JSONRPCID) -> ControlRequest {
+    @_spi(Internals) public func controlRequest(id: JSONRPCID) -> ControlRequest {
         ControlRequest(method: method, params: params, id: id)
     }
 }
 
 /// The cancellation notification: `{"method":"$/cancelRequest","params":{"id": requestId}}`.
-public struct BrokerCancel: Hashable, Sendable {
+@_spi(Internals) public struct BrokerCancel: Hashable, Sendable {
     /// The notification's method.
-    public static let method = "$/cancelRequest"
+    @_spi(Internals) public static let method = "$/cancelRequest"
     /// The id of the request to cancel.
-    public var id: JSONRPCID
+    @_spi(Internals) public var id: JSONRPCID
 
     /// Names the request to cancel.
-    public init(id: JSONRPCID) { self.id = id }
+    @_spi(Internals) public init(id: JSONRPCID) { self.id = id }
 
     /// Decodes the notification's params.
-    public init(decoding notification: ControlNotification) throws(BrokerDecodeError) {
+    @_spi(Internals) public init(decoding notification: ControlNotification) throws(BrokerDecodeError) {
         guard notification.method == Self.method, case let .object(object)? = notification.params,
             let value = object["id"], let id = JSONRPCID(value), id != .null
         else { throw .invalidCancel }
@@ -218,13 +218,13 @@ public struct BrokerCancel: Hashable, Sendable {
     }
 
     /// The notification.
-    public var notification: ControlNotification {
+    @_spi(Internals) public var notification: ControlNotification {
         ControlNotification(method: Self.method, params: ["id": id.jsonValue])
     }
 }
 
 /// The errors the broker answers, each with a code and `data` holding at least `name`.
-public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
     /// −32602 / −32601: the request did not decode.
     case decode(BrokerDecodeError)
     /// −32001 `PermissionDenied`: the policy has no rule for this; `rule` is the missing
@@ -246,27 +246,27 @@ public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
     case duplicateRequestID(JSONRPCID)
 
     /// Code −32001.
-    public static let permissionDeniedCode = -32001
+    @_spi(Internals) public static let permissionDeniedCode = -32001
     /// Code −32002.
-    public static let unknownListenerCode = -32002
+    @_spi(Internals) public static let unknownListenerCode = -32002
     /// Code −32003.
-    public static let systemErrorCode = -32003
+    @_spi(Internals) public static let systemErrorCode = -32003
     /// Code −32004.
-    public static let timedOutCode = -32004
+    @_spi(Internals) public static let timedOutCode = -32004
     /// Code −32005.
-    public static let listenerClosedCode = -32005
+    @_spi(Internals) public static let listenerClosedCode = -32005
     /// Code −32006.
-    public static let limitExceededCode = -32006
+    @_spi(Internals) public static let limitExceededCode = -32006
     /// Code −32800.
-    public static let cancelledCode = -32800
+    @_spi(Internals) public static let cancelledCode = -32800
 
     /// A system error from an errno value (the symbol and `strerror` text).
-    public static func system(errno code: Int32) -> Self {
+    @_spi(Internals) public static func system(errno code: Int32) -> Self {
         .system(name: ErrnoName.name(of: code), errno: code, message: ErrnoName.message(of: code))
     }
 
     /// The JSON-RPC error object.
-    public var errorObject: JSONRPCErrorObject {
+    @_spi(Internals) public var errorObject: JSONRPCErrorObject {
         switch self {
         case let .decode(error):
             return error.errorObject
@@ -296,7 +296,7 @@ public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .decode(error): return error.description
         case let .permissionDenied(rule):
@@ -314,7 +314,7 @@ public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// Reads a broker error back from an error object (for clients); `nil` when the code is
     /// none of the broker's.
-    public init?(_ object: JSONRPCErrorObject) {
+    @_spi(Internals) public init?(_ object: JSONRPCErrorObject) {
         let data = object.data
         func listenerID() -> BrokerListenerID {
             BrokerListenerID(data?["listener"]?.numberValue?.uint64 ?? 0)
@@ -335,7 +335,7 @@ public enum BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A broker success result, encoded exactly as the protocol table says.
-public enum BrokerResult: Hashable, Sendable {
+@_spi(Internals) public enum BrokerResult: Hashable, Sendable {
     /// `listen`: `{"listener": id, "endpoint": E'}` (the bound address).
     case listening(listener: BrokerListenerID, endpoint: BrokerEndpoint)
     /// `accept`: `{"listener": id, "local": E, "peer": E}` with 1 fd.
@@ -346,7 +346,7 @@ public enum BrokerResult: Hashable, Sendable {
     case closed
 
     /// The result value.
-    public var jsonValue: JSONValue {
+    @_spi(Internals) public var jsonValue: JSONValue {
         switch self {
         case let .listening(listener, endpoint):
             return ["listener": listener.jsonValue, "endpoint": endpoint.jsonValue]
@@ -360,7 +360,7 @@ public enum BrokerResult: Hashable, Sendable {
     }
 
     /// How many fds travel with this result.
-    public var fileDescriptorCount: Int {
+    @_spi(Internals) public var fileDescriptorCount: Int {
         switch self {
         case .accepted, .connected: 1
         case .listening, .closed: 0
@@ -368,7 +368,7 @@ public enum BrokerResult: Hashable, Sendable {
     }
 
     /// Reads the result of `method` back (for clients).
-    public init(parsing value: JSONValue, method: String) throws(BrokerDecodeError) {
+    @_spi(Internals) public init(parsing value: JSONValue, method: String) throws(BrokerDecodeError) {
         func endpoint(_ member: String) throws(BrokerDecodeError) -> BrokerEndpoint {
             guard let value = value[member] else { throw .missingMember(member) }
             // Peers' unix addresses may be unnamed (empty path): accept them here.

@@ -15,7 +15,7 @@ public struct BrokerPolicy: Hashable, Sendable {
         case pair
 
         /// Reads `listen=tcp:127.0.0.1:*`, `connect=unix:/run/x.sock`, `pair`.
-        public init(parsing text: String) throws(BrokerPolicyError) {
+        package init(parsing text: String) throws(BrokerPolicyError) {
             if text == "pair" {
                 self = .pair
                 return
@@ -52,27 +52,27 @@ public struct BrokerPolicy: Hashable, Sendable {
     }
 
     /// Parses `--allow` texts.
-    public init(allowing texts: [String], allowedUIDs: Set<UInt32>) throws(BrokerPolicyError) {
+    package init(allowing texts: [String], allowedUIDs: Set<UInt32>) throws(BrokerPolicyError) {
         var rules: [Rule] = []
         for text in texts { rules.append(try Rule(parsing: text)) }
         self.init(rules: rules, allowedUIDs: allowedUIDs)
     }
 
     /// Whether `uid` may use the broker; the missing rule (`uid=N`) when not.
-    public func check(uid: UInt32) -> String? {
+    package func check(uid: UInt32) -> String? {
         allowedUIDs.contains(uid) ? nil : "uid=\(uid)"
     }
 
     /// The rule missing for `request`, or `nil` when allowed. `pairListener` tells whether a
     /// `connect {"listener": id}` names a pair listener (only those can be connected to).
-    public func missingRule(listen endpoint: BrokerEndpoint) -> String? {
+    package func missingRule(listen endpoint: BrokerEndpoint) -> String? {
         if endpoint == .pair { return rules.contains(.pair) ? nil : "pair" }
         for case let .listen(pattern) in rules where pattern.matches(endpoint) { return nil }
         return "listen=\(endpoint)"
     }
 
     /// The rule missing to connect to `endpoint` (`pair` for a pair listener), or `nil`.
-    public func missingRule(connect endpoint: BrokerEndpoint) -> String? {
+    package func missingRule(connect endpoint: BrokerEndpoint) -> String? {
         if endpoint == .pair { return rules.contains(.pair) ? nil : "pair" }
         for case let .connect(pattern) in rules where pattern.matches(endpoint) { return nil }
         return "connect=\(endpoint)"
@@ -80,11 +80,11 @@ public struct BrokerPolicy: Hashable, Sendable {
 }
 
 /// Why a rule did not parse.
-public enum BrokerPolicyError: Error, Hashable, Sendable, CustomStringConvertible {
+package enum BrokerPolicyError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The rule text and what is wrong with it.
     case invalidRule(String, String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .invalidRule(text, reason): "invalid rule \"\(text)\": \(reason)"
         }
@@ -103,7 +103,7 @@ public struct BrokerEndpointPattern: Hashable, Sendable, CustomStringConvertible
     let form: Form
 
     /// Reads a pattern.
-    public init(parsing text: String) throws(BrokerPolicyError) {
+    package init(parsing text: String) throws(BrokerPolicyError) {
         if text.hasPrefix("unix:") {
             let glob = String(text.dropFirst(5))
             guard glob.hasPrefix("/"), !glob.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {

@@ -58,7 +58,7 @@ public struct ConnectionOptions: Sendable {
     public var maxLegacyMessageByteCount: Int
     /// Bytes asked of each read (at least 4 KiB). A frame whose header announces a larger
     /// body is read into a buffer sized for it.
-    public var receiveChunkByteCount: Int
+    package var receiveChunkByteCount: Int
     /// While more than this many bytes of answers wait to be written (a peer that sends
     /// but does not read), the engine stops *deciding* input as well as reading it, so
     /// memory stays bounded by the caps whatever the peer sends.
@@ -71,12 +71,12 @@ public struct ConnectionOptions: Sendable {
     /// until the next call, by which time the daemon's answers to them are queued and
     /// count against ``maxQueuedOutputByteCount``. Bounds memory when a peer pipelines
     /// requests with large answers and never reads.
-    public var maxEventsPerTurn: Int
+    package var maxEventsPerTurn: Int
     /// Whether the transport can carry fds (`SCM_RIGHTS`); `false` for SwiftNIO, which
     /// reads with `read(2)`. Then a control message that declares fds ends the connection
     /// at once with ``EpitaphStatus/notSupported`` (a -32050 answer to a request, then an
     /// `rpc.epitaph`) instead of waiting for fds that can never arrive.
-    public var transportCarriesFileDescriptors: Bool
+    package var transportCarriesFileDescriptors: Bool
     /// After a sticky takeover, keep reading and deliver every chunk as a legacy message
     /// (for adapters that own the socket, where the daemon cannot read it itself).
     package var streamsAfterTakeover = false

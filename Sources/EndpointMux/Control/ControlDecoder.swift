@@ -1,6 +1,6 @@
 /// What ``ControlDecoder/decode(_:queuedFileDescriptors:endOfInput:)`` asks for or
 /// delivers.
-public enum ControlDecoderStep: Hashable, Sendable {
+package enum ControlDecoderStep: Hashable, Sendable {
     /// Read more bytes. Nothing is to be consumed yet.
     case needMoreBytes
     /// A complete message declared `needed` fds and only `queued` are in the caller's
@@ -51,9 +51,9 @@ public enum ControlDecoderStep: Hashable, Sendable {
 ///
 /// Thrown errors are fatal and sticky: every later call throws the same error. The
 /// caller then closes the connection and every fd in its queue.
-public struct ControlDecoder: Sendable {
+package struct ControlDecoder: Sendable {
     /// The limits in force.
-    public let limits: ControlLimits
+    package let limits: ControlLimits
 
     private var scanner: JSONScanner
     private var pending: Pending?
@@ -71,17 +71,17 @@ public struct ControlDecoder: Sendable {
     }
 
     /// Creates the decoder for a new connection.
-    public init(limits: ControlLimits = .init()) {
+    package init(limits: ControlLimits = .init()) {
         self.limits = limits
         self.scanner = JSONScanner(limits: limits.jsonLimits, requiresObject: true)
     }
 
     /// Whether the decoder is between messages: no value started, none waiting for fds.
-    public var isBetweenMessages: Bool { pending == nil && scanner.valueStart == nil }
+    package var isBetweenMessages: Bool { pending == nil && scanner.valueStart == nil }
 
     /// The complete message waiting for its fds, if any (e.g. to answer it with an error
     /// before closing).
-    public var waitingMessage: ControlMessage? {
+    package var waitingMessage: ControlMessage? {
         if case let .message(message, _, _)? = pending?.step { return message }
         return nil
     }
@@ -98,7 +98,7 @@ public struct ControlDecoder: Sendable {
     ///   - queuedFileDescriptors: How many fds the caller's queue holds now.
     ///   - endOfInput: The peer has ended the stream; no more bytes or fds will come.
     /// - Throws: A fatal ``ControlError``; the connection must be closed.
-    public mutating func decode(
+    package mutating func decode(
         _ buffer: UnsafeRawBufferPointer,
         queuedFileDescriptors: Int,
         endOfInput: Bool

@@ -21,13 +21,13 @@ public struct ControlLimits: Hashable, Sendable {
     }
 
     /// The scanner limits these imply.
-    public var jsonLimits: JSONLimits {
+    package var jsonLimits: JSONLimits {
         JSONLimits(maxDepth: maxDepth, maxMessageBytes: maxMessageBytes)
     }
 }
 
 /// How a JSON object breaks JSON-RPC 2.0 (as this receiver reads it).
-public enum JSONRPCViolation: Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum JSONRPCViolation: Hashable, Sendable, CustomStringConvertible {
     /// No `jsonrpc` member.
     case missingVersion
     /// `jsonrpc` is not the string `"2.0"`; carries the compact text found.
@@ -46,7 +46,7 @@ public enum JSONRPCViolation: Hashable, Sendable, CustomStringConvertible {
     case malformedErrorObject
 
     /// A one-line explanation.
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case .missingVersion: "no \"jsonrpc\" member"
         case let .unsupportedVersion(found): "\"jsonrpc\" is \(found), not \"2.0\""
@@ -66,7 +66,7 @@ public enum JSONRPCViolation: Hashable, Sendable, CustomStringConvertible {
 /// or its file descriptors can no longer be matched to messages, so the connection
 /// must be closed and every queued fd closed (spec §7, §8). ``invalidJSONRPC(_:)``
 /// leaves framing intact.
-public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Bytes that are not JSON (Framing Error); the syntax error carries the offset from
     /// the start of the unconsumed buffer and the reason.
     case framing(JSONSyntaxError)
@@ -93,7 +93,7 @@ public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidJSONRPC(JSONRPCViolation)
 
     /// Whether the connection must be closed.
-    public var isFatal: Bool {
+    @_spi(Internals) public var isFatal: Bool {
         if case .invalidJSONRPC = self { return false }
         return true
     }
@@ -101,13 +101,13 @@ public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The JSON-RPC error code to report: -32600 (Invalid Request) for
     /// ``invalidJSONRPC(_:)``, -32050 (File Descriptor Error, spec §7) for every
     /// framing and fd fault.
-    public var jsonRPCCode: Int {
+    @_spi(Internals) public var jsonRPCCode: Int {
         if case .invalidJSONRPC = self { return JSONRPCErrorObject.invalidRequestCode }
         return JSONRPCErrorObject.fileDescriptorErrorCode
     }
 
     /// A one-line explanation.
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .framing(error): "framing error: \(error)"
         case let .invalidUTF8(offset): "invalid UTF-8 at offset \(offset)"

@@ -11,9 +11,9 @@ import Glibc
 ///
 /// Use the static ``hash(_:)-([UInt8])`` and ``hash(fileAtPath:)`` functions for one-shot
 /// hashing. Digests match the reference implementation (`b3sum`).
-public struct BLAKE3: Sendable {
+@_spi(Internals) public struct BLAKE3: Sendable {
     /// The length in bytes of a digest returned by ``finalize()`` and the `hash` functions: 32.
-    public static let outputByteCount = 32
+    @_spi(Internals) public static let outputByteCount = 32
 
     // MARK: State
 
@@ -40,7 +40,7 @@ public struct BLAKE3: Sendable {
     private let usesAVX512: Bool
 
     /// The code paths a hasher can use for whole chunks.
-    package enum Implementation: Sendable, CaseIterable {
+    @_spi(Internals) public enum Implementation: Sendable, CaseIterable {
         /// Swift only: four chunks at a time in `SIMD4<UInt32>` lanes (SSE2 / NEON).
         case portable
         /// Eight chunks at a time with AVX2 (x86-64 CPUs that have it), subtrees of up to
@@ -51,7 +51,7 @@ public struct BLAKE3: Sendable {
         case avx512
 
         /// Whether this CPU can run the implementation.
-        package var isAvailable: Bool {
+        @_spi(Internals) public var isAvailable: Bool {
             switch self {
             case .portable: return true
             case .avx2: return BLAKE3.avx2Available
@@ -65,18 +65,18 @@ public struct BLAKE3: Sendable {
     private static let avx512Available: Bool = endpointmux_blake3_avx512_available() != 0
 
     /// The fastest implementation this CPU runs.
-    package static var bestImplementation: Implementation {
+    @_spi(Internals) public static var bestImplementation: Implementation {
         Implementation.avx512.isAvailable ? .avx512 : avx2Available ? .avx2 : .portable
     }
 
     /// Creates a hasher in the initial state (the digest of no input).
-    public init() {
+    @_spi(Internals) public init() {
         self.init(implementation: Self.bestImplementation)
     }
 
     /// Creates a hasher that uses `implementation` (the portable one when this CPU cannot
     /// run it). Every implementation gives the same digests; tests compare them.
-    package init(implementation: Implementation) {
+    @_spi(Internals) public init(implementation: Implementation) {
         let iv = ChainingValue.iv
         let eight = Octet(iv, iv, iv, iv, iv, iv, iv, iv)
         stack = Octet(eight, eight, eight, eight, eight, eight, eight, eight)
@@ -89,7 +89,7 @@ public struct BLAKE3: Sendable {
 
     /// Appends `bytes` to the hashed input. Any split of the input into `update` calls
     /// gives the same digest.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    @_spi(Internals) public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         var pointer = base
         var remaining = bytes.count
@@ -204,7 +204,7 @@ public struct BLAKE3: Sendable {
 
     /// Appends the bytes of `bytes` to the hashed input. Contiguous collections (such as
     /// `[UInt8]`) are hashed in place; other sequences are staged in small pieces.
-    public mutating func update(_ bytes: some Sequence<UInt8>) {
+    @_spi(Internals) public mutating func update(_ bytes: some Sequence<UInt8>) {
         let done: Void? = bytes.withContiguousStorageIfAvailable { elements in
             update(UnsafeRawBufferPointer(elements))
         }
@@ -225,7 +225,7 @@ public struct BLAKE3: Sendable {
 
     /// Returns the 32-byte digest of all input so far. Does not change the hasher: more
     /// input may be added afterwards, and `finalize` called again.
-    public func finalize() -> [UInt8] {
+    @_spi(Internals) public func finalize() -> [UInt8] {
         // The last block of the current chunk, zero-padded.
         var block = buffer
         let used = bufferLength
@@ -251,14 +251,14 @@ public struct BLAKE3: Sendable {
     }
 
     /// Returns the 32-byte BLAKE3 digest of `bytes`.
-    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    @_spi(Internals) public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         var hasher = BLAKE3()
         hasher.update(bytes)
         return hasher.finalize()
     }
 
     /// Returns the 32-byte BLAKE3 digest of `bytes`.
-    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+    @_spi(Internals) public static func hash(_ bytes: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { hash($0) }
     }
 
@@ -267,9 +267,9 @@ public struct BLAKE3: Sendable {
     /// The file is read sequentially in 1 MiB pieces through one reusable buffer;
     /// interrupted reads are retried.
     ///
-    /// - Throws: ``IdentityError/system(operation:path:errno:)`` with operation `"open"`
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)`` with operation `"open"`
     ///   or `"read"` and the failing call's `errno`.
-    public static func hash(fileAtPath path: String) throws(IdentityError) -> [UInt8] {
+    @_spi(Internals) public static func hash(fileAtPath path: String) throws(EndpointMuxError) -> [UInt8] {
         var descriptor: Int32
         repeat {
             descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -283,7 +283,7 @@ public struct BLAKE3: Sendable {
 
     /// The digest of what remains to be read from `descriptor` (read to its end; not
     /// closed). `path` only names the file in errors.
-    static func hash(fileDescriptor descriptor: Int32, path: String) throws(IdentityError) -> [UInt8] {
+    static func hash(fileDescriptor descriptor: Int32, path: String) throws(EndpointMuxError) -> [UInt8] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         var hasher = BLAKE3()

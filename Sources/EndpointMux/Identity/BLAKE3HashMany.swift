@@ -50,7 +50,7 @@ extension BLAKE3 {
         var s14 = Lanes(repeating: UInt32(blockLength)), s15 = flags
 
         // The rotation amounts come from memory the optimiser cannot see into (a global
-        // with public linkage), each right/left pair loaded separately: given constants,
+        // with package linkage), each right/left pair loaded separately: given constants,
         // LLVM fuses the shifts into a funnel shift that it lowers lane by lane on SSE2
         // (extract, `rol`, insert: 5× slower); given opaque uniform counts, it emits two
         // `psrld`/`pslld` and a `por`.

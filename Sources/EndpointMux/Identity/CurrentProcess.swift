@@ -1,22 +1,22 @@
 import Glibc
 
 /// Facts about processes read from the operating system (Linux `/proc`).
-public enum ProcessFacts {
+package enum ProcessFacts {
     /// The canonical path of `pid`'s executable (`realpath` of `/proc/<pid>/exe`).
-    /// - Throws: ``IdentityError/system(operation:path:errno:)``.
-    public static func executablePath(of pid: Int32) throws(IdentityError) -> String {
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)``.
+    package static func executablePath(of pid: Int32) throws(EndpointMuxError) -> String {
         try canonicalPath("/proc/\(pid)/exe")
     }
 
     /// `realpath(path)`.
-    public static func canonicalPath(_ path: String) throws(IdentityError) -> String {
+    package static func canonicalPath(_ path: String) throws(EndpointMuxError) -> String {
         guard let resolved = realpath(path, nil) else { throw .system(operation: "realpath", path: path, errno: errno) }
         defer { free(resolved) }
         return String(cString: resolved)
     }
 
     /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), or "" where there is none.
-    public static func bootID() -> String {
+    package static func bootID() -> String {
         guard let bytes = try? FileSystem.readFile("/proc/sys/kernel/random/boot_id", limit: 256) else { return "" }
         var text = String(decoding: bytes, as: UTF8.self)
         while text.last?.isWhitespace == true { text.removeLast() }
@@ -24,13 +24,13 @@ public enum ProcessFacts {
     }
 
     /// Whether a process with `pid` exists (`kill(pid, 0)`; EPERM counts as alive).
-    public static func isAlive(_ pid: Int32) -> Bool {
+    package static func isAlive(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         return kill(pid, 0) == 0 || errno == EPERM
     }
 
     /// Wall-clock milliseconds since the Unix epoch.
-    public static func unixMilliseconds() -> UInt64 {
+    package static func unixMilliseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
@@ -44,10 +44,10 @@ extension DaemonIdentity {
     /// The executable is hashed once per process: later calls (more endpoints, a restarted
     /// server) reuse the digest while the file's device, inode, size, modification and
     /// change times are unchanged (see ``ExecutableHashCache``).
-    /// - Throws: ``IdentityError`` when the executable cannot be resolved or read.
-    public static func current(
+    /// - Throws: ``EndpointMuxError`` when the executable cannot be resolved or read.
+    package static func current(
         endpoint: IPCEndpoint, idleTimeoutSeconds: UInt32? = nil
-    ) throws(IdentityError) -> DaemonIdentity {
+    ) throws(EndpointMuxError) -> DaemonIdentity {
         let path = try ProcessFacts.executablePath(of: getpid())
         return DaemonIdentity(
             pid: UInt32(getpid()), executablePath: path, executableHash: try ExecutableHashCache.hash(fileAtPath: path),

@@ -18,14 +18,14 @@ public struct IPCEndpoint: Hashable, Sendable {
 /// publishes in its identity file (`DaemonProcess` on the wire).
 public struct DaemonIdentity: Hashable, Sendable {
     /// The value of ``executableHashAlgorithm`` every current peer requires.
-    public static let blake3Algorithm = "blake3"
+    @usableFromInline package static let blake3Algorithm = "blake3"
 
     /// Process id of the daemon.
     public var pid: UInt32
     /// Canonical path of the daemon's executable (`/proc/<pid>/exe` after resolving).
     public var executablePath: String
     /// Name of the hash in ``executableHash``; `"blake3"`.
-    public var executableHashAlgorithm: String
+    package var executableHashAlgorithm: String
     /// BLAKE3-256 of the executable file's bytes (32 bytes).
     public var executableHash: [UInt8]
     /// `/proc/sys/kernel/random/boot_id` when the daemon started; may be empty.
@@ -35,13 +35,13 @@ public struct DaemonIdentity: Hashable, Sendable {
     /// Wall-clock milliseconds at bind; peers do not compare it.
     public var startedAtUnixMilliseconds: UInt64
     /// Idle timeout, when the daemon has one (field 7; absent when `nil`).
-    public var idleTimeoutSeconds: UInt32?
+    package var idleTimeoutSeconds: UInt32?
     /// The pre-BLAKE3 SHA-256 slot (probe tail and identity file); 32 zero bytes, as the
     /// reference writes.
-    public var legacyExecutableSHA256: [UInt8]
+    package var legacyExecutableSHA256: [UInt8]
 
     /// Creates an identity from its parts.
-    public init(
+    package init(
         pid: UInt32,
         executablePath: String,
         executableHash: [UInt8],
@@ -65,7 +65,7 @@ public struct DaemonIdentity: Hashable, Sendable {
 
     /// `DaemonProcess` as libprotobuf-c packs it: fields 1, 2, 4, 5, 6, (7), 8, 9, proto3
     /// defaults omitted (no legacy tail; see ``ProbeResponder``).
-    public func encodedDaemonProcess() -> [UInt8] {
+    package func encodedDaemonProcess() -> [UInt8] {
         var endpointMessage = Endpointmux__V1__Endpoint()
         endpointmux__v1__endpoint__init(&endpointMessage)
         var message = Endpointmux__V1__DaemonProcess()
@@ -112,7 +112,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     /// Decodes a `DaemonProcess` with libprotobuf-c. A trailing legacy tail (tag 3) is
     /// accepted and ignored; a missing endpoint decodes as empty strings.
     /// - Throws: ``FramingError/undecodableMessage(type:reason:)``.
-    public init(parsingDaemonProcess bytes: UnsafeRawBufferPointer) throws(FramingError) {
+    @_spi(Internals) public init(parsingDaemonProcess bytes: UnsafeRawBufferPointer) throws(FramingError) {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         guard let message = endpointmux__v1__daemon_process__unpack(nil, bytes.count, base) else {
             throw .undecodableMessage(type: "DaemonProcess", reason: "libprotobuf-c rejected the bytes")
@@ -141,7 +141,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     public var executableHashHex: String { Self.hex(executableHash) }
 
     /// Lower-case hex of `bytes`.
-    public static func hex(_ bytes: [UInt8]) -> String {
+    package static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
@@ -153,7 +153,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     }
 
     /// Whether a decoded `DaemonProcess` carried `ipc_endpoint` (always `true` otherwise).
-    public internal(set) var hasEndpoint = true
+    package internal(set) var hasEndpoint = true
 }
 
 extension ProtobufC {

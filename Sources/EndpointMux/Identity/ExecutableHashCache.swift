@@ -10,7 +10,7 @@ import Glibc
 /// a file replaced or rewritten while it was read is never cached under the old key. A
 /// file written in place gets a new change time (which user space cannot set back), so it
 /// is hashed again. Nothing is written to disk.
-public enum ExecutableHashCache {
+package enum ExecutableHashCache {
     struct Key: Hashable {
         var device: UInt64, inode: UInt64, size: Int64
         var modified: Int64, modifiedNanoseconds: Int64, changed: Int64, changedNanoseconds: Int64
@@ -26,8 +26,8 @@ public enum ExecutableHashCache {
 
     /// The BLAKE3 digest of the file at `path`, from the cache when this version of the
     /// file was hashed before by this process.
-    /// - Throws: ``IdentityError/system(operation:path:errno:)`` (`open`, `fstat`, `read`).
-    public static func hash(fileAtPath path: String) throws(IdentityError) -> [UInt8] {
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)`` (`open`, `fstat`, `read`).
+    package static func hash(fileAtPath path: String) throws(EndpointMuxError) -> [UInt8] {
         var descriptor: Int32
         repeat {
             descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -44,7 +44,7 @@ public enum ExecutableHashCache {
     }
 
     /// Whether the file at `path`, as it is now, has a digest in the cache.
-    public static func contains(fileAtPath path: String) -> Bool {
+    package static func contains(fileAtPath path: String) -> Bool {
         var info = stat()
         guard stat(path, &info) == 0 else { return false }
         let key = key(info)
@@ -52,11 +52,11 @@ public enum ExecutableHashCache {
     }
 
     /// Forgets every digest.
-    public static func removeAll() {
+    package static func removeAll() {
         withLock { digests.removeAll() }
     }
 
-    private static func key(_ descriptor: Int32, path: String) throws(IdentityError) -> Key {
+    private static func key(_ descriptor: Int32, path: String) throws(EndpointMuxError) -> Key {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw .system(operation: "fstat", path: path, errno: errno) }
         return key(info)

@@ -3,9 +3,9 @@ import Glibc
 /// The identity file a daemon publishes next to its endpoint, in the exact format
 /// running-process writes (serde_json pretty: 2-space indent, LF, no trailing newline,
 /// keys in schema order, hashes as arrays of numbers).
-public enum IdentityFile {
+package enum IdentityFile {
     /// The file's text for `identity`, byte-identical to the reference's.
-    public static func encode(_ identity: DaemonIdentity) -> String {
+    package static func encode(_ identity: DaemonIdentity) -> String {
         func array(_ bytes: [UInt8]) -> String {
             bytes.isEmpty ? "[]" : "[\n" + bytes.map { "    \($0)" }.joined(separator: ",\n") + "\n  ]"
         }
@@ -32,8 +32,8 @@ public enum IdentityFile {
 
     /// Writes the identity file atomically: `<path>.tmp` (mode 0666 & umask), then
     /// `rename` over `path`, as the reference does. Creates missing parent directories.
-    /// - Throws: ``IdentityError/system(operation:path:errno:)``.
-    public static func write(_ identity: DaemonIdentity, to path: String) throws(IdentityError) {
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)``.
+    package static func write(_ identity: DaemonIdentity, to path: String) throws(EndpointMuxError) {
         try FileSystem.makeDirectories(FileSystem.parent(of: path))
         let temporary = path + ".tmp"
         try FileSystem.writeFile(temporary, contents: Array(encode(identity).utf8))
@@ -45,7 +45,7 @@ public enum IdentityFile {
     }
 
     /// Removes the identity file; a missing file is not an error.
-    public static func remove(at path: String) {
+    package static func remove(at path: String) {
         unlink(path)
     }
 
@@ -81,7 +81,7 @@ package enum FileSystem {
     }
 
     /// `mkdir -p` with mode 0777 & umask.
-    package static func makeDirectories(_ path: String) throws(IdentityError) {
+    package static func makeDirectories(_ path: String) throws(EndpointMuxError) {
         if path.isEmpty || path == "." || path == "/" { return }
         var st = stat()
         if stat(path, &st) == 0 { return }
@@ -91,7 +91,7 @@ package enum FileSystem {
         }
     }
 
-    static func writeFile(_ path: String, contents: [UInt8]) throws(IdentityError) {
+    static func writeFile(_ path: String, contents: [UInt8]) throws(EndpointMuxError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
         guard fd >= 0 else { throw .system(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
@@ -109,7 +109,7 @@ package enum FileSystem {
     }
 
     /// Reads a whole (small) file.
-    static func readFile(_ path: String, limit: Int = 1 << 20) throws(IdentityError) -> [UInt8] {
+    static func readFile(_ path: String, limit: Int = 1 << 20) throws(EndpointMuxError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .system(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
@@ -135,9 +135,9 @@ extension IdentityFile {
     /// `pid`, `exe_path`, `exe_hash_algorithm` (must be `"blake3"`), `exe_hash` (32
     /// numbers), `boot_id`, `ipc_endpoint` and `started_at_unix_ms` are required;
     /// `legacy_exe_sha256` and `idle_timeout_secs` are optional.
-    /// - Throws: ``IdentityError/malformedIdentityFile(path:reason:)``.
-    public static func decode(_ bytes: [UInt8], path: String = "<identity file>") throws(IdentityError) -> DaemonIdentity {
-        func fail(_ reason: String) -> IdentityError { .malformedIdentityFile(path: path, reason: reason) }
+    /// - Throws: ``EndpointMuxError/malformedIdentityFile(path:reason:)``.
+    package static func decode(_ bytes: [UInt8], path: String = "<identity file>") throws(EndpointMuxError) -> DaemonIdentity {
+        func fail(_ reason: String) -> EndpointMuxError { .malformedIdentityFile(path: path, reason: reason) }
         let parsed = bytes.withUnsafeBytes { raw in Result { () throws(JSONSyntaxError) in try JSONValue(parsing: raw) } }
         let root: JSONValue
         switch parsed {
@@ -145,17 +145,17 @@ extension IdentityFile {
         case let .failure(error): throw fail("not JSON: \(error)")
         }
         guard case .object = root else { throw fail("top level is not an object") }
-        func string(_ key: String, in value: JSONValue = root) throws(IdentityError) -> String {
+        func string(_ key: String, in value: JSONValue = root) throws(EndpointMuxError) -> String {
             guard let text = value[key]?.stringValue else { throw fail("\(key) is missing or not a string") }
             return text
         }
-        func unsigned(_ key: String, max: UInt64) throws(IdentityError) -> UInt64 {
+        func unsigned(_ key: String, max: UInt64) throws(EndpointMuxError) -> UInt64 {
             guard let number = root[key]?.numberValue?.uint64, number <= max else {
                 throw fail("\(key) is missing or not an unsigned integer")
             }
             return number
         }
-        func bytes32(_ key: String) throws(IdentityError) -> [UInt8]? {
+        func bytes32(_ key: String) throws(EndpointMuxError) -> [UInt8]? {
             guard let value = root[key], value != .null else { return nil }
             guard let array = value.arrayValue, array.count == 32 else { throw fail("\(key) is not an array of 32 bytes") }
             var out: [UInt8] = []
@@ -187,7 +187,7 @@ extension IdentityFile {
     }
 
     /// Reads and parses the identity file at `path`.
-    public static func read(from path: String) throws(IdentityError) -> DaemonIdentity {
+    package static func read(from path: String) throws(EndpointMuxError) -> DaemonIdentity {
         try decode(FileSystem.readFile(path), path: path)
     }
 }

@@ -6,27 +6,27 @@
 /// purpose for compatibility: the runtime directory string is hashed verbatim (a trailing
 /// slash changes the tag), and an empty or relative `XDG_RUNTIME_DIR` gives a relative
 /// socket path.
-public struct ServiceEndpoint: Hashable, Sendable {
+package struct ServiceEndpoint: Hashable, Sendable {
     /// The service name (`[a-z0-9-]{1,64}`).
-    public var name: String
+    package var name: String
     /// The socket path.
-    public var socketPath: String
+    package var socketPath: String
     /// The identity file path.
-    public var identityPath: String
+    package var identityPath: String
 
     /// The environment variables the rules read.
-    public struct Environment: Hashable, Sendable {
+    package struct Environment: Hashable, Sendable {
         /// `$XDG_RUNTIME_DIR`, `nil` when unset.
-        public var xdgRuntimeDir: String?
+        package var xdgRuntimeDir: String?
         /// `$XDG_DATA_HOME`, `nil` when unset.
-        public var xdgDataHome: String?
+        package var xdgDataHome: String?
         /// `$HOME`, `nil` when unset.
-        public var home: String?
+        package var home: String?
         /// The real user id.
-        public var uid: UInt32
+        package var uid: UInt32
 
         /// Creates an environment snapshot.
-        public init(xdgRuntimeDir: String?, xdgDataHome: String?, home: String?, uid: UInt32) {
+        package init(xdgRuntimeDir: String?, xdgDataHome: String?, home: String?, uid: UInt32) {
             self.xdgRuntimeDir = xdgRuntimeDir
             self.xdgDataHome = xdgDataHome
             self.home = home
@@ -35,8 +35,8 @@ public struct ServiceEndpoint: Hashable, Sendable {
     }
 
     /// Computes the paths for `name` under the optional `runtimeDirectory`.
-    /// - Throws: ``IdentityError/invalidServiceName(_:)`` for a name outside `[a-z0-9-]{1,64}`.
-    public init(name: String, runtimeDirectory: String?, environment: Environment) throws(IdentityError) {
+    /// - Throws: ``EndpointMuxError/invalidServiceName(_:)`` for a name outside `[a-z0-9-]{1,64}`.
+    package init(name: String, runtimeDirectory: String?, environment: Environment) throws(EndpointMuxError) {
         guard Self.isValidName(name) else { throw .invalidServiceName(name) }
         self.name = name
         let root: String
@@ -64,7 +64,7 @@ public struct ServiceEndpoint: Hashable, Sendable {
     }
 
     /// Whether `name` matches `[a-z0-9-]{1,64}`.
-    public static func isValidName(_ name: String) -> Bool {
+    package static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
         return (1...64).contains(bytes.count) && bytes.allSatisfy {
             ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
@@ -73,7 +73,7 @@ public struct ServiceEndpoint: Hashable, Sendable {
     }
 
     /// FNV-1a 32 of the string's UTF-8 bytes as 8 lower-case hex digits.
-    public static func fnv1a32Hex(_ text: String) -> String {
+    package static func fnv1a32Hex(_ text: String) -> String {
         var hash: UInt32 = 0x811C_9DC5
         for byte in text.utf8 {
             hash = (hash ^ UInt32(byte)) &* 0x0100_0193

@@ -10,7 +10,7 @@ public enum JSONRPCID: Hashable, Sendable, CustomStringConvertible, ExpressibleB
     case null
 
     /// The id `value` holds; `nil` for a bool, array or object.
-    public init?(_ value: JSONValue) {
+    package init?(_ value: JSONValue) {
         switch value {
         case let .number(number): self = .number(number)
         case let .string(string): self = .string(string)
@@ -25,7 +25,7 @@ public enum JSONRPCID: Hashable, Sendable, CustomStringConvertible, ExpressibleB
     public init(stringLiteral value: String) { self = .string(value) }
 
     /// The id as a JSON value.
-    public var jsonValue: JSONValue {
+    package var jsonValue: JSONValue {
         switch self {
         case let .number(number): .number(number)
         case let .string(string): .string(string)
@@ -42,9 +42,9 @@ public struct JSONRPCErrorObject: Hashable, Sendable {
     /// -32050, "File Descriptor Error": the jsonrpc-fdpass code for framing and fd faults.
     public static let fileDescriptorErrorCode = -32050
     /// -32700, "Parse error".
-    public static let parseErrorCode = -32700
+    package static let parseErrorCode = -32700
     /// -32600, "Invalid Request".
-    public static let invalidRequestCode = -32600
+    package static let invalidRequestCode = -32600
     /// -32601, "Method not found".
     public static let methodNotFoundCode = -32601
     /// -32602, "Invalid params".
@@ -67,22 +67,22 @@ public struct JSONRPCErrorObject: Hashable, Sendable {
     }
 
     /// -32050 "File Descriptor Error" (spec §7).
-    public static func fileDescriptorError(data: JSONValue? = nil) -> Self {
+    package static func fileDescriptorError(data: JSONValue? = nil) -> Self {
         Self(code: fileDescriptorErrorCode, message: "File Descriptor Error", data: data)
     }
 
     /// -32600 "Invalid Request".
-    public static func invalidRequest(data: JSONValue? = nil) -> Self {
+    package static func invalidRequest(data: JSONValue? = nil) -> Self {
         Self(code: invalidRequestCode, message: "Invalid Request", data: data)
     }
 
     /// -32601 "Method not found", as the Go and Rust servers write it.
-    public static func methodNotFound(data: JSONValue? = nil) -> Self {
+    package static func methodNotFound(data: JSONValue? = nil) -> Self {
         Self(code: methodNotFoundCode, message: "Method not found", data: data)
     }
 
     /// -32700 "Parse error".
-    public static func parseError(data: JSONValue? = nil) -> Self {
+    package static func parseError(data: JSONValue? = nil) -> Self {
         Self(code: parseErrorCode, message: "Parse error", data: data)
     }
 
@@ -130,7 +130,7 @@ public struct ControlRequest: Hashable, Sendable {
 /// A JSON-RPC notification: a `method` and no `id`; never answered.
 public struct ControlNotification: Hashable, Sendable {
     /// `"rpc.epitaph"`: the method of the notification a server sends last.
-    public static let epitaphMethod = "rpc.epitaph"
+    package static let epitaphMethod = "rpc.epitaph"
 
     /// The method name.
     public var method: String
@@ -150,7 +150,7 @@ public struct ControlNotification: Hashable, Sendable {
     ///     application errors.
     ///   - code: The JSON-RPC error code behind the end (e.g. -32050), or 0.
     ///   - reason: A human-readable reason.
-    public static func epitaph(status: Int, code: Int, reason: String) -> Self {
+    package static func epitaph(status: Int, code: Int, reason: String) -> Self {
         Self(
             method: epitaphMethod,
             params: .object([
@@ -213,7 +213,7 @@ public enum ControlMessage: Hashable, Sendable {
     /// string `message`. `params` may be any JSON value. Unknown members, `fds`
     /// included, are ignored; for duplicate names the last member wins.
     /// - Throws: ``ControlError/topLevelNotObject(_:)`` or ``ControlError/invalidJSONRPC(_:)``.
-    public init(parsing value: JSONValue) throws(ControlError) {
+    @_spi(Internals) public init(parsing value: JSONValue) throws(ControlError) {
         guard case let .object(object) = value else { throw .topLevelNotObject(value.kind) }
         guard let version = object["jsonrpc"] else { throw .invalidJSONRPC(.missingVersion) }
         guard version == .string("2.0") else {
@@ -259,7 +259,7 @@ public enum ControlMessage: Hashable, Sendable {
     }
 
     /// The request's or response's id; `nil` for a notification.
-    public var id: JSONRPCID? {
+    package var id: JSONRPCID? {
         switch self {
         case let .request(request): request.id
         case .notification: nil
@@ -268,7 +268,7 @@ public enum ControlMessage: Hashable, Sendable {
     }
 
     /// The request's or notification's method; `nil` for a response.
-    public var method: String? {
+    package var method: String? {
         switch self {
         case let .request(request): request.method
         case let .notification(notification): notification.method
@@ -283,7 +283,7 @@ public enum ControlMessage: Hashable, Sendable {
     /// `params` is written only when not `nil`, `error.data` only when not `nil`, and
     /// `fds` only when `fileDescriptorCount` is above 0, like both references. A success
     /// whose result is `null` is written `"result":null`.
-    public func encoded(fileDescriptorCount: Int = 0) -> [UInt8] {
+    package func encoded(fileDescriptorCount: Int = 0) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.append(contentsOf: #"{"jsonrpc":"2.0""#.utf8)
         func appendParams(_ params: JSONValue?) {

@@ -72,7 +72,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// The `Epitaph` protobuf message, byte for byte what libprotobuf-c's `pack` writes
     /// (hand-written wire writer, differential-tested against `pack`).
-    public func encodedMessage() -> [UInt8] {
+    package func encodedMessage() -> [UInt8] {
         ProtobufWireWriter.withCStringBytes(reason) { reasonBytes in
             let count = ProtobufWireWriter.epitaphByteCount(status: status.rawValue, reason: reasonBytes)
             return [UInt8](unsafeUninitializedCapacity: count) { out, written in
@@ -86,7 +86,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// The whole v1 epitaph frame (header and body), the bytes of
     /// `try v1Frame(lane: lane).encoded(maxBodyByteCount:)`, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
-    public func encodedV1Frame(
+    @_spi(Internals) public func encodedV1Frame(
         lane: PayloadProtocol = .defaultEpitaph, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) -> [UInt8] {
         let result = withFrameFields(lane: lane) { fields, reasonBytes in
@@ -112,7 +112,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// buffer) without allocating when `buffer` has the capacity.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
     ///   cap; `buffer` is then unchanged.
-    public func encodeV1Frame(
+    package func encodeV1Frame(
         into buffer: inout [UInt8], lane: PayloadProtocol = .defaultEpitaph,
         maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) {
@@ -153,7 +153,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// Decodes an `Epitaph` message (a v1 epitaph frame's payload).
     /// - Throws: ``FramingError/undecodableMessage(type:reason:)``.
-    public init(parsingMessage bytes: [UInt8]) throws(FramingError) {
+    @_spi(Internals) public init(parsingMessage bytes: [UInt8]) throws(FramingError) {
         let message = bytes.withUnsafeBufferPointer { endpointmux__v1__epitaph__unpack(nil, $0.count, $0.baseAddress) }
         guard let message else { throw .undecodableMessage(type: "Epitaph", reason: "libprotobuf-c rejected the bytes") }
         defer { endpointmux__v1__epitaph__free_unpacked(message, nil) }
@@ -164,12 +164,12 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The v1 epitaph frame: EVENT, request id 0, on `lane`.
-    public func v1Frame(lane: PayloadProtocol = .defaultEpitaph) -> Frame {
+    package func v1Frame(lane: PayloadProtocol = .defaultEpitaph) -> Frame {
         Frame(kind: .event, payloadProtocol: lane, payload: encodedMessage(), requestID: 0)
     }
 
     /// Whether `frame` is an epitaph on `lane` (EVENT, request id 0), and if so which.
-    public init?(v1Frame frame: Frame, lane: PayloadProtocol = .defaultEpitaph) {
+    package init?(v1Frame frame: Frame, lane: PayloadProtocol = .defaultEpitaph) {
         guard frame.kind == .event, frame.payloadProtocol == lane, frame.requestID == 0,
               let epitaph = try? Epitaph(parsingMessage: frame.payload)
         else { return nil }

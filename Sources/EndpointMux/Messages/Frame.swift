@@ -9,7 +9,7 @@ import CProtobuf
 /// ``encode(into:maxBodyByteCount:)`` appends to an output buffer without allocating.
 public struct Frame: Hashable, Sendable {
     /// Envelope version; ``V1Framing/envelopeVersion`` in every frame EndpointMux writes.
-    public var envelopeVersion: UInt32
+    package var envelopeVersion: UInt32
     /// What the frame is.
     public var kind: FrameKind
     /// The lane the payload belongs to.
@@ -63,7 +63,7 @@ public struct Frame: Hashable, Sendable {
     /// String fields hold what libprotobuf-c stores (bytes up to the first NUL) and must
     /// be valid UTF-8, as prost requires.
     /// - Throws: ``FramingError/undecodableFrame(reason:)``.
-    public init(parsingBody body: UnsafeRawBufferPointer) throws(FramingError) {
+    @_spi(Internals) public init(parsingBody body: UnsafeRawBufferPointer) throws(FramingError) {
         let base = body.baseAddress?.assumingMemoryBound(to: UInt8.self)
         guard let message = endpointmux__v1__frame__unpack(nil, body.count, base) else {
             throw .undecodableFrame(reason: "libprotobuf-c rejected the body")
@@ -86,7 +86,7 @@ public struct Frame: Hashable, Sendable {
     }
 
     /// Decodes a frame body held in an array.
-    public init(parsingBody body: [UInt8]) throws(FramingError) {
+    @_spi(Internals) public init(parsingBody body: [UInt8]) throws(FramingError) {
         let result = body.withUnsafeBytes { raw in Result { () throws(FramingError) in try Frame(parsingBody: raw) } }
         self = try result.get()
     }
@@ -94,7 +94,7 @@ public struct Frame: Hashable, Sendable {
     /// Decodes one whole frame, header included, that fills `bytes` exactly.
     /// - Throws: ``FramingError`` for a bad header, a length that disagrees with
     ///   `bytes.count`, or an undecodable body.
-    public init(parsingFrame bytes: [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) {
+    @_spi(Internals) public init(parsingFrame bytes: [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) {
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(FramingError) -> Frame in
                 guard case let .header(length) = try V1Framing.readHeader(raw, maxBodyByteCount: maxBodyByteCount) else {
@@ -111,7 +111,7 @@ public struct Frame: Hashable, Sendable {
 
     /// The protobuf body (no header), byte for byte what libprotobuf-c's `pack` writes
     /// (written by ``ProtobufWireWriter``; differential-tested against `pack`).
-    public func encodedBody() -> [UInt8] {
+    package func encodedBody() -> [UInt8] {
         withFields { fields, payload in
             let count = fields.bodyByteCount
             return [UInt8](unsafeUninitializedCapacity: count) { out, written in
@@ -122,7 +122,7 @@ public struct Frame: Hashable, Sendable {
 
     /// Header and body, ready to write, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
-    public func encoded(maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) -> [UInt8] {
+    @_spi(Internals) public func encoded(maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) -> [UInt8] {
         if Self.bothEmpty(traceparent, tracestate) {
             // No trace fields (most frames): size and check first, then one borrow of the payload.
             let fields = FrameFields(
@@ -165,7 +165,7 @@ public struct Frame: Hashable, Sendable {
     /// (geometric) growth of `buffer`.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
     ///   cap; `buffer` is then unchanged.
-    public func encode(
+    package func encode(
         into buffer: inout [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) {
         if Self.bothEmpty(traceparent, tracestate) {
@@ -194,7 +194,7 @@ public struct Frame: Hashable, Sendable {
     }
 
     /// The number of bytes ``encoded(maxBodyByteCount:)`` returns: header plus body.
-    public var encodedByteCount: Int {
+    package var encodedByteCount: Int {
         withFields { fields, _ in V1Framing.headerByteCount + fields.bodyByteCount }
     }
 

@@ -7,30 +7,30 @@
 ///
 /// Acceptance and field values agree with libprotobuf-c (``Frame/init(parsingBody:)``)
 /// on every input: string fields end at their first NUL and must be valid UTF-8.
-public struct FrameView: Hashable, Sendable {
+@_spi(Internals) public struct FrameView: Hashable, Sendable {
     /// `Frame.envelope_version`.
-    public var envelopeVersion: UInt32
+    @_spi(Internals) public var envelopeVersion: UInt32
     /// `Frame.kind`.
-    public var kind: FrameKind
+    @_spi(Internals) public var kind: FrameKind
     /// `Frame.payload_protocol`.
-    public var payloadProtocol: PayloadProtocol
+    @_spi(Internals) public var payloadProtocol: PayloadProtocol
     /// `Frame.request_id`.
-    public var requestID: UInt64
+    @_spi(Internals) public var requestID: UInt64
     /// `Frame.payload_encoding`.
-    public var payloadEncoding: PayloadEncoding
+    @_spi(Internals) public var payloadEncoding: PayloadEncoding
     /// `Frame.deadline_unix_ms`.
-    public var deadlineUnixMilliseconds: UInt64
+    @_spi(Internals) public var deadlineUnixMilliseconds: UInt64
     /// Where the payload lies in the parsed buffer (empty when absent).
-    public var payloadRange: Range<Int>
+    @_spi(Internals) public var payloadRange: Range<Int>
     /// Where `traceparent` lies in the parsed buffer (empty when absent).
-    public var traceparentRange: Range<Int>
+    @_spi(Internals) public var traceparentRange: Range<Int>
     /// Where `tracestate` lies in the parsed buffer (empty when absent).
-    public var tracestateRange: Range<Int>
+    @_spi(Internals) public var tracestateRange: Range<Int>
 
     /// Parses the frame body occupying `range` of `buffer`.
     /// - Throws: ``FramingError/undecodableFrame(reason:)`` when libprotobuf-c would reject it.
     @inline(__always)
-    public init(parsingBodyIn buffer: UnsafeRawBufferPointer, range: Range<Int>) throws(FramingError) {
+    @_spi(Internals) public init(parsingBodyIn buffer: UnsafeRawBufferPointer, range: Range<Int>) throws(FramingError) {
         precondition(range.lowerBound >= 0 && range.upperBound <= buffer.count, "range outside the buffer")
         var envelopeVersion: UInt32 = 0
         var kind: Int32 = 0
@@ -207,15 +207,15 @@ public struct FrameView: Hashable, Sendable {
     }
 
     /// The payload bytes inside `buffer` (the buffer this view was parsed from).
-    public func payload(in buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+    @_spi(Internals) public func payload(in buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: buffer[payloadRange])
     }
 
     /// The payload bytes inside `buffer` (the array this view was parsed from).
-    public func payload(in buffer: [UInt8]) -> ArraySlice<UInt8> { buffer[payloadRange] }
+    @_spi(Internals) public func payload(in buffer: [UInt8]) -> ArraySlice<UInt8> { buffer[payloadRange] }
 
     /// Copies the frame out of `buffer` (the buffer this view was parsed from).
-    public func frame(in buffer: UnsafeRawBufferPointer) -> Frame {
+    @_spi(Internals) public func frame(in buffer: UnsafeRawBufferPointer) -> Frame {
         Frame(envelopeVersion: envelopeVersion, kind: kind, payloadProtocol: payloadProtocol,
               payload: Array(UnsafeRawBufferPointer(rebasing: buffer[payloadRange])), requestID: requestID,
               payloadEncoding: payloadEncoding, deadlineUnixMilliseconds: deadlineUnixMilliseconds,
@@ -224,7 +224,7 @@ public struct FrameView: Hashable, Sendable {
     }
 
     /// Copies the frame out of `buffer` (the array this view was parsed from).
-    public func frame(in buffer: [UInt8]) -> Frame {
+    @_spi(Internals) public func frame(in buffer: [UInt8]) -> Frame {
         buffer.withUnsafeBytes { frame(in: $0) }
     }
 }

@@ -1,26 +1,26 @@
 /// An identity probe (lane `0xB232`): a REQUEST carrying a 32-byte nonce.
-public struct ProbeRequest: Hashable, Sendable {
+@_spi(Internals) public struct ProbeRequest: Hashable, Sendable {
     /// Bytes in a probe nonce (`PROBE_NONCE_BYTES`).
-    public static let nonceByteCount = 32
+    @_spi(Internals) public static let nonceByteCount = 32
 
     /// The 32-byte challenge the answer must echo.
-    public var nonce: [UInt8]
+    @_spi(Internals) public var nonce: [UInt8]
     /// The request id; running-process uses the first 8 nonce bytes as a little-endian u64.
-    public var requestID: UInt64
+    @_spi(Internals) public var requestID: UInt64
     /// Trace context, echoed in the answer.
-    public var traceparent: String
+    @_spi(Internals) public var traceparent: String
     /// Trace state, echoed in the answer.
-    public var tracestate: String
+    @_spi(Internals) public var tracestate: String
 
     /// A probe for `nonce`, with the reference's request id rule.
     /// - Throws: ``ProbeError/nonceLength(_:)`` unless the nonce has 32 bytes.
-    public init(nonce: [UInt8], traceparent: String = "", tracestate: String = "") throws(ProbeError) {
+    @_spi(Internals) public init(nonce: [UInt8], traceparent: String = "", tracestate: String = "") throws(ProbeError) {
         guard nonce.count == Self.nonceByteCount else { throw .nonceLength(nonce.count) }
         self.init(checkedNonce: nonce, traceparent: traceparent, tracestate: tracestate)
     }
 
     /// A probe with a fresh random nonce (the system's secure generator).
-    public static func random() -> ProbeRequest {
+    @_spi(Internals) public static func random() -> ProbeRequest {
         var generator = SystemRandomNumberGenerator()
         let nonce = (0..<nonceByteCount).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return ProbeRequest(checkedNonce: nonce, traceparent: "", tracestate: "")
@@ -35,7 +35,7 @@ public struct ProbeRequest: Hashable, Sendable {
     }
 
     /// The probe as a `Frame` on ``PayloadProtocol/identityProbe``.
-    public var frame: Frame {
+    @_spi(Internals) public var frame: Frame {
         Frame(payloadProtocol: .identityProbe, payload: nonce, requestID: requestID,
               traceparent: traceparent, tracestate: tracestate)
     }
@@ -43,7 +43,7 @@ public struct ProbeRequest: Hashable, Sendable {
     /// Validates a probe frame as the reference's `validate_endpoint_probe_request_frame`:
     /// envelope 1, kind REQUEST, lane `0xB232`, encoding NONE, exactly 32 payload bytes.
     /// The request id is not checked.
-    public init(validating view: FrameView, in buffer: UnsafeRawBufferPointer) throws(ProbeError) {
+    @_spi(Internals) public init(validating view: FrameView, in buffer: UnsafeRawBufferPointer) throws(ProbeError) {
         try Self.validate(view)
         self.nonce = Array(view.payload(in: buffer))
         self.requestID = view.requestID
@@ -61,7 +61,7 @@ public struct ProbeRequest: Hashable, Sendable {
 }
 
 /// Why a probe request was malformed (fatal to the connection, as in the reference).
-public enum ProbeError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum ProbeError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `envelope_version` was not 1.
     case envelopeVersion(UInt32)
     /// The kind was not REQUEST.
@@ -73,7 +73,7 @@ public enum ProbeError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The nonce did not have 32 bytes.
     case nonceLength(Int)
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .envelopeVersion(v): return "envelope_version \(v) is not v1"
         case let .kind(kind): return "probe kind \(kind) is not REQUEST"
@@ -94,11 +94,11 @@ public enum ProbeError: Error, Hashable, Sendable, CustomStringConvertible {
 /// while the process lives, so the responder keeps the encoded answer as a template
 /// (header, envelope fields, payload prefix and identity) and each answer copies it into
 /// one exactly-sized allocation (or a caller's buffer) and splices in only those fields.
-public struct ProbeResponder: Hashable, Sendable {
+@_spi(Internals) public struct ProbeResponder: Hashable, Sendable {
     /// The identity proved in every answer.
-    public let identity: DaemonIdentity
+    @_spi(Internals) public let identity: DaemonIdentity
     /// `DaemonProcess` followed by the legacy tail (`1a 20` + 32 bytes), or without the tail.
-    public let identityPayload: [UInt8]
+    @_spi(Internals) public let identityPayload: [UInt8]
     /// The answer up to its tail fields: v1 header (length to patch), fields 1–3, field 4's
     /// tag and length, 32 nonce bytes (to overwrite) and ``identityPayload``.
     private let template: [UInt8]
@@ -108,7 +108,7 @@ public struct ProbeResponder: Hashable, Sendable {
     /// Prepares answers for `identity`.
     /// - Parameter includeLegacyTail: append the reserved tag-3 SHA-256 slot (the
     ///   reference does; clients accept answers without it).
-    public init(identity: DaemonIdentity, includeLegacyTail: Bool = true) {
+    @_spi(Internals) public init(identity: DaemonIdentity, includeLegacyTail: Bool = true) {
         self.identity = identity
         var payload = identity.encodedDaemonProcess()
         if includeLegacyTail {
@@ -137,7 +137,7 @@ public struct ProbeResponder: Hashable, Sendable {
 
     /// The framed answer to `request`.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` if the answer would exceed the cap.
-    public func answer(
+    @_spi(Internals) public func answer(
         _ request: ProbeRequest, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) -> [UInt8] {
         guard request.nonce.count == ProbeRequest.nonceByteCount else {
@@ -165,7 +165,7 @@ public struct ProbeResponder: Hashable, Sendable {
     /// nonce and trace fields straight from `buffer`: one allocation, the answer itself.
     /// - Throws: ``MuxError/malformedProbe(_:)`` for an invalid probe,
     ///   ``MuxError/framing(_:)`` if the answer would exceed the cap.
-    public func answer(
+    @_spi(Internals) public func answer(
         probe view: FrameView, in buffer: UnsafeRawBufferPointer,
         maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(MuxError) -> [UInt8] {
@@ -185,7 +185,7 @@ public struct ProbeResponder: Hashable, Sendable {
     /// (such as a connection's output buffer): no allocation when `output` has the capacity.
     /// - Throws: ``MuxError/malformedProbe(_:)`` for an invalid probe,
     ///   ``MuxError/framing(_:)`` if the answer would exceed the cap; `output` is then unchanged.
-    public func answer(
+    @_spi(Internals) public func answer(
         probe view: FrameView, in buffer: UnsafeRawBufferPointer, into output: inout [UInt8],
         maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(MuxError) {
@@ -251,17 +251,17 @@ public struct ProbeResponder: Hashable, Sendable {
 }
 
 /// A probe answer as a client reads it.
-public struct ProbeResponse: Hashable, Sendable {
+@_spi(Internals) public struct ProbeResponse: Hashable, Sendable {
     /// The identity the server claims.
-    public var identity: DaemonIdentity
+    @_spi(Internals) public var identity: DaemonIdentity
     /// The answer's request id.
-    public var requestID: UInt64
+    @_spi(Internals) public var requestID: UInt64
 
     /// Checks an answer the way running-process's `probe_endpoint` does: envelope 1,
     /// RESPONSE, lane `0xB232`, the request id sent, encoding NONE, the nonce echoed, then a
     /// `DaemonProcess` with an endpoint, hash algorithm `"blake3"` and a 32-byte hash.
-    /// - Throws: ``ProbeVerificationError``.
-    public init(validating frame: Frame, for request: ProbeRequest) throws(ProbeVerificationError) {
+    /// - Throws: ``EndpointMuxError``.
+    @_spi(Internals) public init(validating frame: Frame, for request: ProbeRequest) throws(EndpointMuxError) {
         guard frame.envelopeVersion == V1Framing.envelopeVersion else {
             throw .badEnvelope("envelope_version \(frame.envelopeVersion)")
         }
@@ -296,31 +296,3 @@ public struct ProbeResponse: Hashable, Sendable {
     }
 }
 
-/// Why a client rejected a probe answer or the identity behind it.
-public enum ProbeVerificationError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The answer's envelope was wrong (`detail` names the field).
-    case badEnvelope(String)
-    /// The answer echoed another request id.
-    case requestIDMismatch(expected: UInt64, received: UInt64)
-    /// The answer did not start with the nonce sent.
-    case nonceMismatch
-    /// The `DaemonProcess` did not decode or normalise.
-    case undecodableIdentity(String)
-    /// A field of the claimed identity differs from the expected one.
-    case identityMismatch(field: String, expected: String, received: String)
-    /// The claimed process is not running, or is not the process the check expects.
-    case processCheckFailed(String)
-
-    public var description: String {
-        switch self {
-        case let .badEnvelope(detail): return "probe answer has a bad envelope: \(detail)"
-        case let .requestIDMismatch(expected, received):
-            return "probe answer echoes request id \(received), expected \(expected)"
-        case .nonceMismatch: return "probe answer does not echo the nonce"
-        case let .undecodableIdentity(detail): return "probe answer's DaemonProcess is invalid: \(detail)"
-        case let .identityMismatch(field, expected, received):
-            return "identity mismatch in \(field): expected \(expected), got \(received)"
-        case let .processCheckFailed(detail): return "process check failed: \(detail)"
-        }
-    }
-}

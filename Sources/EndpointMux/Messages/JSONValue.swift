@@ -10,7 +10,7 @@ public struct JSONNumber: Hashable, Sendable, CustomStringConvertible, Expressib
 
     /// Wraps `text` if it follows the RFC 8259 number grammar (no leading `+`, no
     /// leading zeros, no `NaN` or `Infinity`); `nil` otherwise.
-    public init?(text: String) {
+    package init?(text: String) {
         var copy = text
         let valid = copy.withUTF8 { Self.isValidGrammar($0) }
         guard valid else { return nil }
@@ -25,9 +25,9 @@ public struct JSONNumber: Hashable, Sendable, CustomStringConvertible, Expressib
     /// The decimal text of `value`.
     public init(_ value: Int) { text = String(value) }
     /// The decimal text of `value`.
-    public init(_ value: Int64) { text = String(value) }
+    package init(_ value: Int64) { text = String(value) }
     /// The decimal text of `value`.
-    public init(_ value: UInt64) { text = String(value) }
+    package init(_ value: UInt64) { text = String(value) }
 
     /// The shortest text that reads back as `value`; `nil` for infinities and NaN.
     public init?(_ value: Double) {
@@ -44,7 +44,7 @@ public struct JSONNumber: Hashable, Sendable, CustomStringConvertible, Expressib
     }
 
     /// Whether the text is a plain integer: no fraction and no exponent.
-    public var isInteger: Bool {
+    package var isInteger: Bool {
         !text.utf8.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
     }
 
@@ -54,7 +54,7 @@ public struct JSONNumber: Hashable, Sendable, CustomStringConvertible, Expressib
 
     /// The value if the text is a plain integer within `UInt64` (`-0` is 0); `nil`
     /// otherwise.
-    public var uint64: UInt64? { UInt64(text) }
+    package var uint64: UInt64? { UInt64(text) }
 
     /// The nearest `Double`; `nil` when the magnitude is beyond `Double`'s range.
     public var double: Double? {
@@ -195,7 +195,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     }
 
     /// The kind of this value.
-    public var kind: JSONValueKind {
+    package var kind: JSONValueKind {
         switch self {
         case .null: .null
         case .bool: .bool
@@ -251,7 +251,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     /// - Throws: ``JSONSyntaxError``, with ``JSONSyntaxError/Reason/unexpectedEndOfInput``
     ///   for an empty or cut-short input and ``JSONSyntaxError/Reason/trailingBytes(_:)``
     ///   for anything but whitespace after the value.
-    public init(parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
+    @_spi(Internals) public init(parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
         var scanner = JSONScanner(limits: limits)
         switch scanner.scan(bytes, endOfInput: true) {
         case .needMore:
@@ -268,7 +268,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
 
     /// Parses the UTF-8 of `text` as exactly one JSON value, like the
     /// `UnsafeRawBufferPointer` form.
-    public init(parsing text: String, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
+    @_spi(Internals) public init(parsing text: String, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
         var copy = text
         let result = copy.withUTF8 { utf8 -> Result<JSONValue, JSONSyntaxError> in
             do throws(JSONSyntaxError) {
@@ -298,7 +298,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     /// Compact JSON text in UTF-8: no whitespace, members in order, numbers as written,
     /// strings with `"`, `\` and control characters escaped (`\b \f \n \r \t`, else
     /// `\u00xx`) and everything else, non-ASCII included, written as UTF-8.
-    public func serialized() -> [UInt8] {
+    package func serialized() -> [UInt8] {
         var bytes: [UInt8] = []
         serialize(into: &bytes)
         return bytes
@@ -311,7 +311,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
 
     /// Appends the compact text of ``serialized()`` to `bytes`. Recurses once per level
     /// of nesting.
-    public func serialize(into bytes: inout [UInt8]) {
+    package func serialize(into bytes: inout [UInt8]) {
         switch self {
         case .null:
             bytes.append(contentsOf: "null".utf8)

@@ -62,7 +62,7 @@ public struct JSONCodingError: Error, Hashable, Sendable, CustomStringConvertibl
     public var detail: String
 
     /// Creates an error.
-    public init(code: Code, codingPath: String, detail: String) {
+    package init(code: Code, codingPath: String, detail: String) {
         self.code = code
         self.codingPath = codingPath
         self.detail = detail
@@ -129,21 +129,21 @@ public struct JSONCodingError: Error, Hashable, Sendable, CustomStringConvertibl
 /// containers is ``JSONCodingError/Code/nestingTooDeep`` (checked while encoding, so a
 /// recursive value cannot run away), and a result longer than
 /// ``JSONLimits/maxMessageBytes`` as compact text is ``JSONCodingError/Code/messageTooLarge``.
-public struct JSONValueEncoder: Sendable {
+package struct JSONValueEncoder: Sendable {
     /// The limits the result must respect (default: the scanner's, depth 128 and 16 MiB).
-    public var limits: JSONLimits
+    package var limits: JSONLimits
     /// Values made available to the types being encoded through `Encoder.userInfo`.
-    public var userInfo: [CodingUserInfoKey: any Sendable]
+    package var userInfo: [CodingUserInfoKey: any Sendable]
 
     /// Creates an encoder with `limits`.
-    public init(limits: JSONLimits = JSONLimits(), userInfo: [CodingUserInfoKey: any Sendable] = [:]) {
+    package init(limits: JSONLimits = JSONLimits(), userInfo: [CodingUserInfoKey: any Sendable] = [:]) {
         self.limits = limits
         self.userInfo = userInfo
     }
 
     /// Encodes `value`.
     /// - Throws: ``JSONCodingError``.
-    public func encode(_ value: some Encodable) throws(JSONCodingError) -> JSONValue {
+    package func encode(_ value: some Encodable) throws(JSONCodingError) -> JSONValue {
         let context = EncodingContext(maxDepth: limits.maxDepth, userInfo: userInfo)
         let encoder = TreeEncoder(context: context, box: EncodingBox(), codingPath: [], depth: 0)
         do {
@@ -170,21 +170,21 @@ public struct JSONValueEncoder: Sendable {
 /// types take any number within their range. Object lookups use the last member of a
 /// name, as ``JSONObject`` does. At most ``JSONLimits/maxDepth`` nested containers are
 /// opened, so a hand-built tree deeper than the scanner would accept is refused too.
-public struct JSONValueDecoder: Sendable {
+package struct JSONValueDecoder: Sendable {
     /// The limits: only ``JSONLimits/maxDepth`` applies (the tree is already in memory).
-    public var limits: JSONLimits
+    package var limits: JSONLimits
     /// Values made available to the types being decoded through `Decoder.userInfo`.
-    public var userInfo: [CodingUserInfoKey: any Sendable]
+    package var userInfo: [CodingUserInfoKey: any Sendable]
 
     /// Creates a decoder with `limits`.
-    public init(limits: JSONLimits = JSONLimits(), userInfo: [CodingUserInfoKey: any Sendable] = [:]) {
+    package init(limits: JSONLimits = JSONLimits(), userInfo: [CodingUserInfoKey: any Sendable] = [:]) {
         self.limits = limits
         self.userInfo = userInfo
     }
 
     /// Decodes a `T` from `value`.
     /// - Throws: ``JSONCodingError``.
-    public func decode<T: Decodable>(_ type: T.Type = T.self, from value: JSONValue) throws(JSONCodingError) -> T {
+    package func decode<T: Decodable>(_ type: T.Type = T.self, from value: JSONValue) throws(JSONCodingError) -> T {
         let decoder = TreeDecoder(
             value: value, codingPath: [], depth: 0, maxDepth: limits.maxDepth, info: userInfo)
         do {

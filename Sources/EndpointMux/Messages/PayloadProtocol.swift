@@ -15,46 +15,46 @@ public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
     public init(integerLiteral value: UInt32) { self.rawValue = value }
 
     /// Hello / HelloReply on a broker control socket (`0x0000`).
-    public static let control: PayloadProtocol = 0x0000
+    package static let control: PayloadProtocol = 0x0000
     /// Broker admin verbs (`0xAD01`).
-    public static let admin: PayloadProtocol = 0xAD01
+    package static let admin: PayloadProtocol = 0xAD01
     /// Endpoint identity probes (`0xB232`).
-    public static let identityProbe: PayloadProtocol = 0xB232
+    package static let identityProbe: PayloadProtocol = 0xB232
     /// Connection handoff (`0xD0FF`).
-    public static let handoff: PayloadProtocol = 0xD0FF
+    package static let handoff: PayloadProtocol = 0xD0FF
     /// Proxied session stdio (`0x5350`, "SP"); reserved first-party but not ``isFirstParty``.
-    public static let session: PayloadProtocol = 0x5350
+    package static let session: PayloadProtocol = 0x5350
     /// Registered consumer: zccache (`0x7A63`).
-    public static let zccache: PayloadProtocol = 0x7A63
+    package static let zccache: PayloadProtocol = 0x7A63
     /// Registered consumer: clud (`0x7C4C`).
-    public static let clud: PayloadProtocol = 0x7C4C
+    package static let clud: PayloadProtocol = 0x7C4C
     /// Registered consumer: fbuild (`0x7EB1`).
-    public static let fbuild: PayloadProtocol = 0x7EB1
+    package static let fbuild: PayloadProtocol = 0x7EB1
     /// EndpointMux's default lane for v1 epitaphs (`0xFFFF`, private use).
-    public static let defaultEpitaph: PayloadProtocol = 0xFFFF
+    @usableFromInline package static let defaultEpitaph: PayloadProtocol = 0xFFFF
 
     /// The grandfathered first-party ids: `[0x0000, 0xAD01, 0xB232, 0xD0FF]`.
-    public static let firstParty: [PayloadProtocol] = [.control, .admin, .identityProbe, .handoff]
+    package static let firstParty: [PayloadProtocol] = [.control, .admin, .identityProbe, .handoff]
     /// Ids reserved for first-party subsystems.
-    public static let reservedFirstPartyRange: ClosedRange<UInt32> = 0x0000...0x6FFF
+    package static let reservedFirstPartyRange: ClosedRange<UInt32> = 0x0000...0x6FFF
     /// Registered consumer ids (first come, first served).
     public static let registeredConsumerRange: ClosedRange<UInt32> = 0x7000...0x7EFF
     /// Reserved for future expansion; do not use.
-    public static let futureRange: ClosedRange<UInt32> = 0x7F00...0xEFFF
+    package static let futureRange: ClosedRange<UInt32> = 0x7F00...0xEFFF
     /// Private use; never registered or collision-checked.
     public static let privateUseRange: ClosedRange<UInt32> = 0xF000...0xFFFF
 
     /// Membership in ``firstParty`` (the reference's `is_first_party`): `0x5350` is `false`.
-    public var isFirstParty: Bool {
+    package var isFirstParty: Bool {
         switch rawValue {
         case 0x0000, 0xAD01, 0xB232, 0xD0FF: return true  // `firstParty`, as a switch for the hot path
         default: return false
         }
     }
     /// In `0x7000...0x7EFF`.
-    public var isRegisteredConsumer: Bool { Self.registeredConsumerRange.contains(rawValue) }
+    package var isRegisteredConsumer: Bool { Self.registeredConsumerRange.contains(rawValue) }
     /// In `0xF000...0xFFFF`.
-    public var isPrivateUse: Bool { Self.privateUseRange.contains(rawValue) }
+    package var isPrivateUse: Bool { Self.privateUseRange.contains(rawValue) }
     /// Whether a service may serve this lane: registered consumer or private use, as the
     /// reference's `ServiceSpec` requires.
     public var isServiceLane: Bool { isRegisteredConsumer || isPrivateUse }
@@ -68,7 +68,7 @@ public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
     }
 
     /// Parses `0x7A63` (hex with a `0x` prefix) or `31331` (decimal); `nil` otherwise.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         let value: UInt32?
         if text.hasPrefix("0x") || text.hasPrefix("0X") {
             value = UInt32(text.dropFirst(2), radix: 16)

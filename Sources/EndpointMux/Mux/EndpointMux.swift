@@ -23,14 +23,14 @@ public struct EndpointMux: Sendable {
     /// The identity proved to probes.
     public var identity: DaemonIdentity { responder.identity }
     /// The limits in force.
-    public let limits: MuxLimits
+    package let limits: MuxLimits
     /// The daemon's legacy detector.
-    public let legacyDetector: LegacyDetector
+    package let legacyDetector: LegacyDetector
     /// Lanes served as payload, ascending.
-    public let servedProtocols: [PayloadProtocol]
+    package let servedProtocols: [PayloadProtocol]
     /// Whether JSON-FD control messages (first non-whitespace byte `{`) are accepted;
     /// when `false`, such bytes are the daemon's (legacy).
-    public var acceptsControlMessages: Bool
+    package var acceptsControlMessages: Bool
 
     let responder: ProbeResponder
     /// One bit per lane in `0...0xFFFF` (no service lane lies above).
@@ -68,7 +68,7 @@ public struct EndpointMux: Sendable {
     }
 
     /// Whether `lane` is delivered as payload.
-    public func serves(_ lane: PayloadProtocol) -> Bool {
+    package func serves(_ lane: PayloadProtocol) -> Bool {
         guard lane.rawValue <= 0xFFFF else { return false }
         return servedBits[Int(lane.rawValue >> 6)] & (1 << (lane.rawValue & 63)) != 0
     }
@@ -82,7 +82,7 @@ public struct EndpointMux: Sendable {
     ///     for theirs).
     ///   - endOfInput: the peer has ended the stream.
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
-    public func poll(
+    package func poll(
         _ buffer: UnsafeRawBufferPointer, queuedFileDescriptors: Int = 0, endOfInput: Bool = false
     ) throws(MuxError) -> MuxVerdict {
         // Fast path for the per-frame hot loop: no detector and a v1 frame at the front.
@@ -94,7 +94,7 @@ public struct EndpointMux: Sendable {
     }
 
     /// Decides what the front of `bytes` is; see ``poll(_:queuedFileDescriptors:endOfInput:)-(UnsafeRawBufferPointer,_,_)``.
-    public func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
+    package func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(MuxError) in
                 try poll(raw, queuedFileDescriptors: queuedFileDescriptors, endOfInput: endOfInput)

@@ -32,7 +32,7 @@ public struct LegacyDetector: Sendable {
     public static let never = LegacyDetector()
 
     /// Classifies `bytes`; an empty buffer needs more bytes.
-    public func callAsFunction(_ bytes: UnsafeRawBufferPointer) -> LegacyClassification {
+    package func callAsFunction(_ bytes: UnsafeRawBufferPointer) -> LegacyClassification {
         guard !bytes.isEmpty else { return .needMoreBytes }
         switch storage {
         case .never: return .notLegacy

@@ -1,6 +1,6 @@
 /// Errors that end a connection. Each maps to an epitaph status (see ``epitaphStatus``)
 /// that the adapter sends before it closes.
-public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The v1 framing or the `Frame` body was bad (too large, undecodable).
     case framing(FramingError)
     /// A frame on `0xB232` was not a valid probe.
@@ -14,7 +14,7 @@ public enum MuxError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The input ended inside a v1 frame (only with `endOfInput`).
     case truncatedFrame(bufferedByteCount: Int)
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .framing(error): return error.description
         case let .malformedProbe(error): return "malformed identity probe: \(error)"
@@ -34,7 +34,7 @@ extension MuxError {
     /// - first-party or unserved lane → ``EpitaphStatus/notSupported``;
     /// - too many fds for one message → ``EpitaphStatus/noResources``;
     /// - fd count mismatch, input ending inside a message → ``EpitaphStatus/badState``.
-    public var epitaphStatus: EpitaphStatus {
+    @_spi(Internals) public var epitaphStatus: EpitaphStatus {
         switch self {
         case .framing(.frameTooLarge): return .outOfRange
         case .framing: return .invalidFrame
@@ -55,11 +55,11 @@ extension MuxError {
     /// The JSON-RPC error code for the `rpc.epitaph` notification and for requests
     /// still waiting for their fds: -32050 (File Descriptor Error) for framing and fd
     /// faults, -32600 for invalid JSON-RPC.
-    public var jsonRPCCode: Int {
+    @_spi(Internals) public var jsonRPCCode: Int {
         if case let .control(error) = self { return error.jsonRPCCode }
         return JSONRPCErrorObject.fileDescriptorErrorCode
     }
 
     /// The epitaph an adapter sends before closing on this error.
-    public var epitaph: Epitaph { Epitaph(status: epitaphStatus, reason: description) }
+    @_spi(Internals) public var epitaph: Epitaph { Epitaph(status: epitaphStatus, reason: description) }
 }

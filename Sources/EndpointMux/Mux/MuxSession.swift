@@ -6,30 +6,30 @@
 /// Still sans-IO: the caller owns the bytes and the fd queue; ``poll(_:queuedFileDescriptors:endOfInput:)``
 /// reads them and consumes nothing. Between calls the buffer may only grow by appends,
 /// except that after a verdict carrying `consumed` the caller drops exactly that many.
-public struct MuxSession: Sendable {
+@_spi(Internals) public struct MuxSession: Sendable {
     /// The daemon's mux.
-    public let mux: EndpointMux
+    @_spi(Internals) public let mux: EndpointMux
     private var control: ControlDecoder
     /// Whether this connection has carried a control message (its epitaphs are JSON).
-    public private(set) var hasSpokenControl = false
+    @_spi(Internals) public private(set) var hasSpokenControl = false
     /// Whether this connection has carried a v1 frame.
-    public private(set) var hasSpokenFrames = false
+    @_spi(Internals) public private(set) var hasSpokenFrames = false
 
     /// A session for a new connection.
-    public init(mux: EndpointMux) {
+    @_spi(Internals) public init(mux: EndpointMux) {
         self.mux = mux
         self.control = ControlDecoder(limits: mux.limits.control)
     }
 
     /// Whether no control message is in progress (scanned in part or waiting for fds).
-    package var isBetweenMessages: Bool { control.isBetweenMessages }
+    @_spi(Internals) public var isBetweenMessages: Bool { control.isBetweenMessages }
 
     /// The control request waiting for its fds, if any (to answer with -32050 on close).
-    public var waitingControlMessage: ControlMessage? { control.waitingMessage }
+    @_spi(Internals) public var waitingControlMessage: ControlMessage? { control.waitingMessage }
 
     /// Decides what the front of `buffer` is (see ``EndpointMux``'s decision order).
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
-    public mutating func poll(
+    @_spi(Internals) public mutating func poll(
         _ buffer: UnsafeRawBufferPointer, queuedFileDescriptors: Int = 0, endOfInput: Bool = false
     ) throws(MuxError) -> MuxVerdict {
         if !control.isBetweenMessages {

@@ -3,7 +3,7 @@
 /// The mux never consumes input: a verdict that carries `consumed` tells the caller how
 /// many bytes to drop once it has acted on the verdict. Poll again right away; several
 /// messages may sit in one buffer.
-public enum MuxVerdict: Hashable, Sendable {
+@_spi(Internals) public enum MuxVerdict: Hashable, Sendable {
     /// The buffer ends inside a message (or is empty); read more and poll again.
     case needMoreBytes
     /// The bytes belong to the daemon's own protocol; hand them to its decoder untouched.

@@ -1,9 +1,9 @@
 /// Limits on one JSON value, checked while it is scanned.
 public struct JSONLimits: Hashable, Sendable {
     /// The default ``maxDepth``: 128, serde_json's recursion limit.
-    public static let defaultMaxDepth = 128
+    @usableFromInline package static let defaultMaxDepth = 128
     /// The default ``maxMessageBytes``: 16 MiB.
-    public static let defaultMaxMessageBytes = 16 * 1024 * 1024
+    @usableFromInline package static let defaultMaxMessageBytes = 16 * 1024 * 1024
 
     /// The most containers (objects and arrays) that may be open at once. A value with
     /// exactly this many nested containers is accepted; one more is
@@ -23,7 +23,7 @@ public struct JSONLimits: Hashable, Sendable {
 }
 
 /// The kind of a JSON value, known from its first byte.
-public enum JSONValueKind: Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum JSONValueKind: Hashable, Sendable, CustomStringConvertible {
     /// `{…}`
     case object
     /// `[…]`
@@ -38,7 +38,7 @@ public enum JSONValueKind: Hashable, Sendable, CustomStringConvertible {
     case null
 
     /// The kind a value starting with `byte` would have, or `nil` if no value starts so.
-    public init?(firstByte byte: UInt8) {
+    @_spi(Internals) public init?(firstByte byte: UInt8) {
         switch byte {
         case UInt8(ascii: "{"): self = .object
         case UInt8(ascii: "["): self = .array
@@ -51,7 +51,7 @@ public enum JSONValueKind: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `object`, `array`, `string`, `number`, `bool` or `null`.
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case .object: "object"
         case .array: "array"
@@ -64,9 +64,9 @@ public enum JSONValueKind: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Why bytes are not one acceptable JSON value, and where that became certain.
-public struct JSONSyntaxError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public struct JSONSyntaxError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What was wrong.
-    public enum Reason: Hashable, Sendable {
+    @_spi(Internals) public enum Reason: Hashable, Sendable {
         /// A byte that cannot appear at this point of the grammar.
         case unexpectedByte(UInt8)
         /// A byte that breaks `true`, `false` or `null`.
@@ -104,18 +104,18 @@ public struct JSONSyntaxError: Error, Hashable, Sendable, CustomStringConvertibl
     /// Offset of the offending byte from the start of the buffer that was scanned. For
     /// ``Reason/messageTooLarge(limit:)`` it is the first offset beyond the limit, for
     /// ``Reason/unexpectedEndOfInput`` the end of the input.
-    public var offset: Int
+    @_spi(Internals) public var offset: Int
     /// What was wrong.
-    public var reason: Reason
+    @_spi(Internals) public var reason: Reason
 
     /// Creates an error at `offset`.
-    public init(offset: Int, reason: Reason) {
+    @_spi(Internals) public init(offset: Int, reason: Reason) {
         self.offset = offset
         self.reason = reason
     }
 
     /// A one-line explanation with the offset.
-    public var description: String {
+    @_spi(Internals) public var description: String {
         func hex(_ byte: UInt8) -> String {
             let digits = String(byte, radix: 16, uppercase: true)
             return "0x" + (digits.count < 2 ? "0" : "") + digits
@@ -144,7 +144,7 @@ public struct JSONSyntaxError: Error, Hashable, Sendable, CustomStringConvertibl
 }
 
 /// What ``JSONScanner/scan(_:endOfInput:)`` found.
-public enum JSONScanStatus: Hashable, Sendable {
+@_spi(Internals) public enum JSONScanStatus: Hashable, Sendable {
     /// The value is not complete yet (or, when told the input ended, no value began:
     /// the input held only whitespace).
     case needMore
@@ -171,15 +171,15 @@ public enum JSONScanStatus: Hashable, Sendable {
 /// After `.complete` or `.failed` every call returns the same status until ``reset()``.
 /// A top-level number can only end at a byte that cannot continue it, so it stays
 /// `.needMore` at the end of the buffer unless `endOfInput` is set.
-public struct JSONScanner: Sendable {
+@_spi(Internals) public struct JSONScanner: Sendable {
     /// The limits this scanner enforces.
-    public let limits: JSONLimits
+    @_spi(Internals) public let limits: JSONLimits
     /// Whether a top-level value other than an object fails at its first byte.
-    public let requiresObject: Bool
+    @_spi(Internals) public let requiresObject: Bool
     /// The kind of the top-level value, known once its first byte was scanned.
-    public private(set) var topLevelKind: JSONValueKind?
+    @_spi(Internals) public private(set) var topLevelKind: JSONValueKind?
     /// Offset of the top-level value's first byte, once seen.
-    public var valueStart: Int? { start >= 0 ? start : nil }
+    @_spi(Internals) public var valueStart: Int? { start >= 0 ? start : nil }
 
     /// Bytes passed over so far, summed across calls and values (for tests of linear work).
     internal private(set) var bytesExamined = 0
@@ -220,14 +220,14 @@ public struct JSONScanner: Sendable {
     ///   - limits: Depth and size bounds.
     ///   - requiresObject: Fail with ``JSONSyntaxError/Reason/topLevelNotObject(_:)`` as
     ///     soon as the first byte of the value is not `{`.
-    public init(limits: JSONLimits = .init(), requiresObject: Bool = false) {
+    @_spi(Internals) public init(limits: JSONLimits = .init(), requiresObject: Bool = false) {
         self.limits = limits
         self.requiresObject = requiresObject
     }
 
     /// Forgets the current value so the next ``scan(_:endOfInput:)`` starts a new one at
     /// offset 0 of the buffer it is given.
-    public mutating func reset() {
+    @_spi(Internals) public mutating func reset() {
         // Keep the container bits' storage and the work counter; everything else restarts.
         let bits = objectBits
         let examined = bytesExamined
@@ -245,7 +245,7 @@ public struct JSONScanner: Sendable {
     ///     ``JSONSyntaxError/Reason/unexpectedEndOfInput``; a buffer of only whitespace
     ///     gives `.needMore` (there is no value).
     /// - Precondition: `buffer.count` is at least the count of the previous call's buffer.
-    public mutating func scan(_ buffer: UnsafeRawBufferPointer, endOfInput: Bool = false) -> JSONScanStatus {
+    @_spi(Internals) public mutating func scan(_ buffer: UnsafeRawBufferPointer, endOfInput: Bool = false) -> JSONScanStatus {
         if let finished { return finished }
         precondition(buffer.count >= position, "JSONScanner: the buffer shrank between calls")
         let before = position

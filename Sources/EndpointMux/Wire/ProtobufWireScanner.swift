@@ -157,7 +157,7 @@ struct ProtobufWireScanner {
 }
 
 /// Why the protobuf wire scanner rejected a body.
-public enum ProtobufWireError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum ProtobufWireError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A tag with field number 0 at `offset`.
     case zeroFieldNumber(offset: Int)
     /// A tag longer than 5 bytes or cut off at `offset`.
@@ -175,7 +175,7 @@ public enum ProtobufWireError: Error, Hashable, Sendable, CustomStringConvertibl
     /// String field `number` is not valid UTF-8.
     case invalidUTF8(field: UInt32)
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .zeroFieldNumber(offset): return "field number 0 at offset \(offset)"
         case let .badTag(offset): return "bad tag at offset \(offset)"

@@ -1,18 +1,18 @@
 /// The v1 framing layer: `[0x01][u32 little-endian body length][body]`.
 ///
 /// Pure functions over borrowed bytes; nothing here allocates or consumes input.
-public enum V1Framing {
+@usableFromInline package enum V1Framing {
     /// The framing byte that opens every v1 frame (`FRAMING_VERSION_V1`).
-    public static let framingByte: UInt8 = 0x01
+    package static let framingByte: UInt8 = 0x01
     /// `Frame.envelope_version` of every frame EndpointMux writes (`PROTOCOL_VERSION`).
-    public static let envelopeVersion: UInt32 = 1
+    @usableFromInline package static let envelopeVersion: UInt32 = 1
     /// Bytes before the body: the framing byte and the length.
-    public static let headerByteCount = 5
+    package static let headerByteCount = 5
     /// The reference's body cap, 16 MiB; a body of exactly this size is allowed.
-    public static let defaultMaxBodyByteCount = 16 * 1024 * 1024
+    @usableFromInline package static let defaultMaxBodyByteCount = 16 * 1024 * 1024
 
     /// What the front of a buffer holds.
-    public enum HeaderStatus: Hashable, Sendable {
+    package enum HeaderStatus: Hashable, Sendable {
         /// Fewer than ``headerByteCount`` bytes.
         case needMoreBytes
         /// A complete header announcing `bodyByteCount` bytes; the frame ends at
@@ -28,7 +28,7 @@ public enum V1Framing {
     ///   ``FramingError/frameTooLarge(length:limit:)`` when the length exceeds the cap.
     /// - Parameter start: where the frame starts in `buffer` (0 by default).
     @inline(__always)
-    public static func readHeader(
+    package static func readHeader(
         _ buffer: UnsafeRawBufferPointer, at start: Int = 0, maxBodyByteCount: Int = defaultMaxBodyByteCount
     ) throws(FramingError) -> HeaderStatus {
         guard start < buffer.count else { return .needMoreBytes }
@@ -44,7 +44,7 @@ public enum V1Framing {
 
     /// The 5 header bytes for a body of `bodyByteCount` bytes.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` above `maxBodyByteCount`.
-    public static func header(
+    package static func header(
         bodyByteCount: Int, maxBodyByteCount: Int = defaultMaxBodyByteCount
     ) throws(FramingError) -> [UInt8] {
         guard bodyByteCount >= 0, bodyByteCount <= maxBodyByteCount, bodyByteCount <= Int(UInt32.max) else {
@@ -57,7 +57,7 @@ public enum V1Framing {
 }
 
 /// Errors of the framing and envelope layer.
-public enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
+@_spi(Internals) public enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Byte 0 of a frame was not `0x01`.
     case unsupportedFramingVersion(UInt8)
     /// The header announced `length` body bytes, more than `limit`.
@@ -69,7 +69,7 @@ public enum FramingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The input ended inside a frame.
     case truncated(expected: Int, available: Int)
 
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case let .unsupportedFramingVersion(byte):
             return "unsupported framing version byte 0x\(String(byte, radix: 16))"

@@ -1,26 +1,6 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
-/// What a ``BrokerClient`` call can fail with.
-public enum BrokerClientError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The broker answered with one of its errors (−32001…−32006, −32800 when cancelled).
-    case broker(BrokerError)
-    /// The broker answered with another JSON-RPC error (−32602 invalid params, −32601, …).
-    case rejected(JSONRPCErrorObject)
-    /// The connection failed or ended (connect, transport, EOF, epitaph).
-    case client(ClientError)
-    /// The answer did not match the protocol.
-    case malformedAnswer(String)
-
-    public var description: String {
-        switch self {
-        case let .broker(error): return error.description
-        case let .rejected(error): return "error \(error.code): \(error.message)"
-        case let .client(error): return error.description
-        case let .malformedAnswer(detail): return "malformed answer: \(detail)"
-        }
-    }
-}
 
 /// A client of a ``BrokerServer``: `listen`, `accept`, `connect`, `close` as `async` calls
 /// that return the sockets the broker passes.
@@ -29,7 +9,7 @@ public enum BrokerClientError: Error, Hashable, Sendable, CustomStringConvertibl
 /// are written at once and answers are matched by id on a reader thread of the client's
 /// own, which sleeps in `poll(2)` (no busy-waiting, no thread of Swift concurrency's pool
 /// blocked). Cancelling the calling task sends `$/cancelRequest`; the call then ends with
-/// ``BrokerClientError/broker(_:)`` ``BrokerError/cancelled`` — or with its result, when the
+/// ``EndpointMuxError/broker(_:)`` ``BrokerError/cancelled`` — or with its result, when the
 /// broker answered first (the fd is never lost). Closing the client (or releasing it)
 /// ends the connection, and the broker closes everything the client owned.
 public final class BrokerClient: Sendable {
@@ -42,7 +22,7 @@ public final class BrokerClient: Sendable {
         let core: BrokerClientCore
 
         /// Waits for the next inbound connection: the accepted socket and its peer's address.
-        public func accept() async throws(BrokerClientError) -> Accepted {
+        public func accept() async throws(EndpointMuxError) -> Accepted {
             let (result, fd) = try await core.call(.accept(listener: id))
             guard let fd else { throw .malformedAnswer("accept answered without a socket") }
             let socket = OwnedFileDescriptor(taking: fd)
@@ -51,7 +31,7 @@ public final class BrokerClient: Sendable {
         }
 
         /// Closes the listener; accepts still waiting on it end with ``BrokerError/listenerClosed(_:)``.
-        public func close() async throws(BrokerClientError) {
+        public func close() async throws(EndpointMuxError) {
             _ = try await core.call(.close(listener: id))
         }
     }
@@ -70,17 +50,17 @@ public final class BrokerClient: Sendable {
     let core: BrokerClientCore
 
     /// Connects to the broker at `socketPath`.
-    /// - Throws: ``ClientError`` when connecting fails or times out.
-    public init(socketPath: String, connectTimeout: Duration = .seconds(10)) throws(ClientError) {
+    /// - Throws: ``EndpointMuxError`` when connecting fails or times out.
+    public init(socketPath: String, connectTimeout: Duration = .seconds(10)) throws(EndpointMuxError) {
         let socket = try ClientSocket.connect(to: socketPath, deadline: .now + connectTimeout)
         core = try BrokerClientCore(socket: socket)
     }
 
     /// The connection's fd (owned by the client; for diagnostics).
-    public var fileDescriptor: Int32 { core.fileDescriptor }
+    package var fileDescriptor: Int32 { core.fileDescriptor }
 
     /// Asks the broker to listen on `endpoint` (`tcp` port 0: any; `pair`: a rendezvous).
-    public func listen(_ endpoint: BrokerEndpoint, backlog: Int? = nil) async throws(BrokerClientError) -> Listener {
+    public func listen(_ endpoint: BrokerEndpoint, backlog: Int? = nil) async throws(EndpointMuxError) -> Listener {
         let (result, _) = try await core.call(.listen(endpoint: endpoint, backlog: backlog))
         guard case let .listening(id, bound) = result else { throw .malformedAnswer("listen answered \(result)") }
         return Listener(id: id, endpoint: bound, core: core)
@@ -88,17 +68,17 @@ public final class BrokerClient: Sendable {
 
     /// Asks the broker to connect to `endpoint`; the socket arrives once connected.
     /// - Parameter timeout: the broker gives up after this long (its default: 30 s).
-    public func connect(_ endpoint: BrokerEndpoint, timeout: Duration? = nil) async throws(BrokerClientError) -> OwnedFileDescriptor {
+    public func connect(_ endpoint: BrokerEndpoint, timeout: Duration? = nil) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         try await connect(.endpoint(endpoint), timeout: timeout)
     }
 
     /// Connects to a `pair` listener (this client's or another's); the socket arrives once an
     /// `accept` on it took the other end.
-    public func connect(listener: BrokerListenerID, timeout: Duration? = nil) async throws(BrokerClientError) -> OwnedFileDescriptor {
+    public func connect(listener: BrokerListenerID, timeout: Duration? = nil) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         try await connect(.listener(listener), timeout: timeout)
     }
 
-    private func connect(_ target: BrokerConnectTarget, timeout: Duration?) async throws(BrokerClientError) -> OwnedFileDescriptor {
+    private func connect(_ target: BrokerConnectTarget, timeout: Duration?) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         let milliseconds = timeout.map { duration -> Int in
             let (seconds, attoseconds) = duration.components
             return Int(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
@@ -109,17 +89,17 @@ public final class BrokerClient: Sendable {
     }
 
     /// Closes listener `id`.
-    public func close(listener id: BrokerListenerID) async throws(BrokerClientError) {
+    public func close(listener id: BrokerListenerID) async throws(EndpointMuxError) {
         _ = try await core.call(.close(listener: id))
     }
 
     /// Sends a raw request and returns the raw answer (for tools and tests that send what
     /// the typed calls cannot, e.g. bad params). The reply owns its fds.
-    public func call(method: String, params: JSONValue?) async throws(BrokerClientError) -> ControlReply {
+    package func call(method: String, params: JSONValue?) async throws(EndpointMuxError) -> ControlReply {
         try await core.rawCall(method: method, params: params)
     }
 
-    /// Ends the connection: waiting calls end with ``ClientError/peerClosed``; the broker
+    /// Ends the connection: waiting calls end with ``EndpointMuxError/peerClosed``; the broker
     /// closes the client's listeners and drops its waiting requests. Returns once the
     /// connection's fd is closed. Idempotent.
     public func close() { core.close() }
@@ -134,14 +114,14 @@ final class BrokerClientCore: @unchecked Sendable {
     private let writeLock = NSLockLike()
     private var output = OutboundQueue()
     private var nextID = 1
-    private var waiting: [JSONRPCID: CheckedContinuation<Result<ControlReply, BrokerClientError>, Never>] = [:]
-    private var ended: ClientError?
+    private var waiting: [JSONRPCID: CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>] = [:]
+    private var ended: EndpointMuxError?
     private var fdClosed = false
     private var reader: OwnedThread?
 
     var fileDescriptor: Int32 { fd }
 
-    init(socket: consuming OwnedFileDescriptor) throws(ClientError) {
+    init(socket: consuming OwnedFileDescriptor) throws(EndpointMuxError) {
         fd = socket.release()
         do {
             reader = try OwnedThread { [self] in readLoop() }
@@ -169,7 +149,7 @@ final class BrokerClientCore: @unchecked Sendable {
 
     /// Sends `request` and waits for its answer; the fd of a result that carries one (the
     /// caller owns it from here).
-    func call(_ request: BrokerRequest) async throws(BrokerClientError) -> (BrokerResult, Int32?) {
+    func call(_ request: BrokerRequest) async throws(EndpointMuxError) -> (BrokerResult, Int32?) {
         let reply = try await rawCall(method: request.method, params: request.params)
         switch reply.response.outcome {
         case let .result(value):
@@ -189,15 +169,15 @@ final class BrokerClientCore: @unchecked Sendable {
         }
     }
 
-    func rawCall(method: String, params: JSONValue?) async throws(BrokerClientError) -> ControlReply {
+    func rawCall(method: String, params: JSONValue?) async throws(EndpointMuxError) -> ControlReply {
         let id = lock.withLock { () -> JSONRPCID in
             defer { nextID += 1 }
             return .number(JSONNumber(nextID))
         }
         let message = ControlMessage.request(ControlRequest(method: method, params: params, id: id))
         let outcome = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<ControlReply, BrokerClientError>, Never>) in
-                let failure = lock.withLock { () -> ClientError? in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>) in
+                let failure = lock.withLock { () -> EndpointMuxError? in
                     if let ended { return ended }
                     waiting[id] = continuation
                     return nil
@@ -228,17 +208,17 @@ final class BrokerClientCore: @unchecked Sendable {
     }
 
     /// Writes one message (blocking, under the write lock, at most 10 s).
-    private func send(_ message: ControlMessage) -> ClientError? {
-        writeLock.withLock { () -> ClientError? in
+    private func send(_ message: ControlMessage) -> EndpointMuxError? {
+        writeLock.withLock { () -> EndpointMuxError? in
             guard !fdClosed else { return .peerClosed }
             output.enqueue(message.encoded())
-            do throws(TransportError) {
+            do throws(EndpointMuxError) {
                 try output.flushBlocking(to: fd, deadline: .now + .seconds(10))
                 return nil
             } catch {
                 output = OutboundQueue()
-                if case .timedOut = error { return .timedOut }
-                if case let .system(_, code) = error, code == EPIPE || code == ECONNRESET { return .peerClosed }
+                if error.code == .timedOut { return .timedOut }
+                if error.errno == EPIPE || error.errno == ECONNRESET { return .peerClosed }
                 return .transport(error)
             }
         }
@@ -251,7 +231,7 @@ final class BrokerClientCore: @unchecked Sendable {
         var input = ReceiveBuffer(initialCapacity: 16 * 1024)
         var queue = FileDescriptorQueue()
         var endOfInput = false
-        var failure: ClientError = .peerClosed
+        var failure: EndpointMuxError = .peerClosed
         reading: while true {
             let queued = queue.count
             let eof = endOfInput
@@ -293,14 +273,14 @@ final class BrokerClientCore: @unchecked Sendable {
                 do {
                     guard try SocketIO.waitUntilReadable(fd, timeout: nil) else { continue }
                     var outcome = SocketIO.ReceiveOutcome.wouldBlock
-                    _ = try input.append(minimumSpace: 64 * 1024) { (space) throws(TransportError) -> Int in
+                    _ = try input.append(minimumSpace: 64 * 1024) { (space) throws(EndpointMuxError) -> Int in
                         outcome = try receiver.receive(from: fd, into: space, fileDescriptors: &queue)
                         if case let .received(n) = outcome { return n }
                         return 0
                     }
                     if case .endOfFile = outcome { endOfInput = true }
                 } catch {
-                    if case let .system(_, code) = error, code == ECONNRESET { failure = .peerClosed } else {
+                    if error.errno == ECONNRESET { failure = .peerClosed } else {
                         failure = .transport(error)
                     }
                     break reading
@@ -308,7 +288,7 @@ final class BrokerClientCore: @unchecked Sendable {
             }
         }
         queue.closeAll()
-        let orphans = lock.withLock { () -> [CheckedContinuation<Result<ControlReply, BrokerClientError>, Never>] in
+        let orphans = lock.withLock { () -> [CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>] in
             if ended == nil { ended = failure }
             defer { waiting = [:] }
             return Array(waiting.values)
@@ -321,7 +301,7 @@ final class BrokerClientCore: @unchecked Sendable {
 extension BrokerClient {
     /// The local (`getsockname`) and peer (`getpeername`) addresses of a socket, e.g. one a
     /// broker returned; `nil` where the call fails.
-    public static func addresses(of fd: Int32) -> (local: BrokerEndpoint?, peer: BrokerEndpoint?) {
+    package static func addresses(of fd: Int32) -> (local: BrokerEndpoint?, peer: BrokerEndpoint?) {
         (BrokerSockets.address(of: fd, peer: false), BrokerSockets.address(of: fd, peer: true))
     }
 }

@@ -1,5 +1,5 @@
 import CSocketShims
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A capability broker on a Unix socket: clients ask it over the JSON-FD control channel to
@@ -21,20 +21,20 @@ public final class BrokerServer: Sendable {
     /// The socket path served.
     public let socketPath: String
     /// The mux (and the identity its probe answers prove).
-    public let mux: EndpointMux
+    package let mux: EndpointMux
     private let state: BrokerState
 
     /// Binds `socketPath` (as ``ServiceServer`` does: a live server there is
-    /// ``ServiceError/alreadyRunning(name:path:)``, a stale socket is replaced) and serves.
+    /// ``EndpointMuxError/alreadyRunning(name:path:)``, a stale socket is replaced) and serves.
     /// - Parameters:
     ///   - policy: what clients may do (default deny).
     ///   - identity: what probe answers prove; `nil` builds this process's identity for
     ///     `name` (hashing the executable).
-    /// - Throws: ``ServiceError``.
+    /// - Throws: ``EndpointMuxError``.
     public init(
         name: String = "netbroker", socketPath: String, policy: BrokerPolicy, limits: BrokerLimits = BrokerLimits(),
         identity: DaemonIdentity? = nil, options: ConnectionOptions = ConnectionOptions()
-    ) throws(ServiceError) {
+    ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
         }
@@ -67,7 +67,7 @@ public final class BrokerServer: Sendable {
     }
 
     /// Counts for tests and status: clients, listeners, waiting requests, connects in progress.
-    public struct Statistics: Hashable, Sendable {
+    package struct Statistics: Hashable, Sendable {
         /// Connected clients.
         public var clients: Int
         /// Listeners (kernel and pair).
@@ -79,7 +79,7 @@ public final class BrokerServer: Sendable {
     }
 
     /// The current counts (asked on the loop; waits for the answer).
-    public func statistics() -> Statistics {
+    package func statistics() -> Statistics {
         let box = StatisticsBox()
         let done = DispatchSemaphoreLike()
         state.loop.execute { [state] in

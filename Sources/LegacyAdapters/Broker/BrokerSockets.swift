@@ -1,4 +1,4 @@
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Socket system calls for the broker's endpoints: addresses in and out, non-blocking

@@ -1,3 +1,4 @@
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// Connecting a client socket under a deadline.
@@ -11,10 +12,10 @@ import Glibc
 /// deadlines too.
 enum ClientSocket {
     /// Connects to the Unix socket at `path`, giving up at `deadline`.
-    /// - Throws: ``ClientError/connect(_:)`` with ``ServiceError/system(operation:path:errno:)``:
+    /// - Throws: ``EndpointMuxError/connect(_:)`` with ``EndpointMuxError/system(operation:path:errno:)``:
     ///   `ETIMEDOUT` when the deadline passed first, the `connect` errno otherwise
     ///   (`ENOENT`, `ECONNREFUSED`, …).
-    static func connect(to path: String, deadline: ContinuousClock.Instant) throws(ClientError) -> OwnedFileDescriptor {
+    static func connect(to path: String, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> OwnedFileDescriptor {
         let socket: OwnedFileDescriptor
         do { socket = try UnixSocket.makeSocket() } catch { throw .connect(error) }
         let fd = socket.rawValue
@@ -52,7 +53,7 @@ enum ClientSocket {
     }
 
     /// Waits for an in-progress connect to finish and reads its outcome.
-    private static func finishInProgress(_ fd: Int32, path: String, deadline: ContinuousClock.Instant) throws(ClientError) {
+    private static func finishInProgress(_ fd: Int32, path: String, deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
         let remaining = ContinuousClock.now.duration(to: deadline)
         guard remaining > .zero else { throw timedOut(path) }
         let ready: Bool
@@ -66,7 +67,7 @@ enum ClientSocket {
         guard failure == 0 else { throw .connect(.system(operation: "connect", path: path, errno: failure)) }
     }
 
-    private static func timedOut(_ path: String) -> ClientError {
+    private static func timedOut(_ path: String) -> EndpointMuxError {
         .connect(.system(operation: "connect", path: path, errno: ETIMEDOUT))
     }
 

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A response to a control request, with the fds that came with it (owned: whatever is
@@ -14,7 +14,7 @@ public final class ControlReply: Sendable {
     }
 
     /// How many fds are still held.
-    public var fileDescriptorCount: Int { descriptors.count }
+    package var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
     public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
@@ -23,8 +23,8 @@ public final class ControlReply: Sendable {
 /// A JSON-FD (jsonrpc-fdpass) client on a Unix stream socket: sends requests and
 /// notifications with fds (batched, `MSG_NOSIGNAL`, never truncated), receives responses
 /// with fds through the same FIFO-queue receiver the server uses, and matches them by id.
-/// An `rpc.epitaph` notification surfaces as ``ClientError/epitaph(_:)``; EOF as
-/// ``ClientError/peerClosed``.
+/// An `rpc.epitaph` notification surfaces as ``EndpointMuxError/epitaph(_:)``; EOF as
+/// ``EndpointMuxError/peerClosed``.
 ///
 /// Calls are serialised. The synchronous forms wait with `poll(2)` on the caller's
 /// thread (use them from a thread you own); the `async` forms wait on a thread of their
@@ -43,7 +43,7 @@ public final class ControlClient: @unchecked Sendable {
     private var earlyMalformed: [JSONRPCID: JSONRPCViolation] = [:]
 
     /// The connected socket (owned; closed on deinit).
-    public var fileDescriptor: Int32 { socket.rawValue }
+    package var fileDescriptor: Int32 { socket.rawValue }
 
     /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
     /// whose accept queue is full makes `connect` wait). The socket is non-blocking:
@@ -52,25 +52,25 @@ public final class ControlClient: @unchecked Sendable {
     /// `limits` bound what this client accepts: answer size, nesting and the fds one
     /// answer may declare (``ControlLimits/maxFileDescriptorsPerMessage``, default 1024;
     /// raise it to receive more, within the process's `RLIMIT_NOFILE`).
-    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
     public convenience init(
         socketPath path: String, limits: ControlLimits = ControlLimits(), connectTimeout: Duration = .seconds(10)
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         try self.init(socketPath: path, limits: limits, connectDeadline: .now + connectTimeout)
     }
 
     /// Connects to the Unix socket at `path`, giving up at `connectDeadline`; otherwise as
     /// ``init(socketPath:limits:connectTimeout:)``.
-    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
     public init(
         socketPath path: String, limits: ControlLimits = ControlLimits(), connectDeadline: ContinuousClock.Instant
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         socket = OwnedFileDescriptorBox(try ClientSocket.connect(to: path, deadline: connectDeadline))
         decoder = ControlDecoder(limits: limits)
     }
 
     /// A client on a socket that is already connected (made non-blocking; owned from now on).
-    init(connected socket: consuming OwnedFileDescriptor, limits: ControlLimits = ControlLimits()) throws(ClientError) {
+    init(connected socket: consuming OwnedFileDescriptor, limits: ControlLimits = ControlLimits()) throws(EndpointMuxError) {
         let box = OwnedFileDescriptorBox(socket)
         do { try SocketIO.setNonBlocking(box.rawValue, true) } catch { throw .transport(error) }
         self.socket = box
@@ -78,7 +78,7 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Lowers the fds sent per `sendmsg` (default 500; halved automatically on `EINVAL`).
-    public func setMaxFileDescriptorsPerSendmsg(_ count: Int) {
+    package func setMaxFileDescriptorsPerSendmsg(_ count: Int) {
         lock.withLock { output.maxFileDescriptorsPerSendmsg = count }
     }
 
@@ -86,12 +86,12 @@ public final class ControlClient: @unchecked Sendable {
     ///
     /// An answer with this request's id that is not a valid response (neither `result`
     /// nor `error`, both, a malformed `error` object, …) is reported at once as
-    /// ``ClientError/malformedAnswer(_:)``.
+    /// ``EndpointMuxError/malformedAnswer(_:)``.
     public func call(
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         timeout: Duration = .seconds(10)
-    ) throws(ClientError) -> ControlReply {
+    ) throws(EndpointMuxError) -> ControlReply {
         try call(method, params: params, fileDescriptors: fileDescriptors, deadline: .now + timeout)
     }
 
@@ -101,7 +101,7 @@ public final class ControlClient: @unchecked Sendable {
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         deadline: ContinuousClock.Instant
-    ) throws(ClientError) -> ControlReply {
+    ) throws(EndpointMuxError) -> ControlReply {
         let id = lock.withLock { () -> JSONRPCID in
             defer { nextID += 1 }
             return .number(JSONNumber(nextID))
@@ -115,12 +115,12 @@ public final class ControlClient: @unchecked Sendable {
     public func call(
         _ method: String, params: JSONValue? = nil, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         timeout: Duration = .seconds(10)
-    ) async throws(ClientError) -> ControlReply {
+    ) async throws(EndpointMuxError) -> ControlReply {
         let handoff = HeldFileDescriptors(fileDescriptors)
-        let result: Result<ControlReply, ClientError> = await withCheckedContinuation { continuation in
-            do throws(TransportError) {
+        let result: Result<ControlReply, EndpointMuxError> = await withCheckedContinuation { continuation in
+            do throws(EndpointMuxError) {
                 try OwnedThread.detached { [self] in
-                    let reply = Result { () throws(ClientError) in
+                    let reply = Result { () throws(EndpointMuxError) in
                         try self.call(method, params: params, fileDescriptors: handoff.take(), timeout: timeout)
                     }
                     continuation.resume(returning: reply)
@@ -136,7 +136,7 @@ public final class ControlClient: @unchecked Sendable {
     public func notify(
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(), timeout: Duration = .seconds(10)
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         try send(.notification(ControlNotification(method: method, params: params)), fileDescriptors: fileDescriptors,
                  deadline: .now + timeout)
     }
@@ -144,30 +144,30 @@ public final class ControlClient: @unchecked Sendable {
     /// Sends any control message with fds.
     public func send(
         _ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue, deadline: ContinuousClock.Instant
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         let outgoing = OutgoingControlMessage(message, fileDescriptors: fileDescriptors)
-        let outcome = lock.withLock { () -> Result<Void, TransportError> in
+        let outcome = lock.withLock { () -> Result<Void, EndpointMuxError> in
             let descriptors = outgoing.takeFileDescriptors()
             output.enqueue(message.encoded(fileDescriptorCount: descriptors.count), fileDescriptors: descriptors)
-            return Result { () throws(TransportError) in try output.flushBlocking(to: fileDescriptor, deadline: deadline) }
+            return Result { () throws(EndpointMuxError) in try output.flushBlocking(to: fileDescriptor, deadline: deadline) }
         }
         switch outcome {
         case .success: return
-        case .failure(.timedOut): throw .timedOut
+        case let .failure(error) where error.code == .timedOut: throw .timedOut
         case let .failure(error):
-            if case let .system(_, code) = error, code == EPIPE || code == ECONNRESET { throw .peerClosed }
+            if error.errno == EPIPE || error.errno == ECONNRESET { throw .peerClosed }
             throw .transport(error)
         }
     }
 
     /// Waits for the response with `id`; responses to other ids are kept for their callers.
-    /// An answer with `id` that is not a valid response is ``ClientError/malformedAnswer(_:)`` at once.
-    public func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(ClientError) -> ControlReply {
+    /// An answer with `id` that is not a valid response is ``EndpointMuxError/malformedAnswer(_:)`` at once.
+    package func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> ControlReply {
         while true {
-            let step = lock.withLock { () -> Result<ControlReply?, ClientError> in
+            let step = lock.withLock { () -> Result<ControlReply?, EndpointMuxError> in
                 if let reply = early.removeValue(forKey: id) { return .success(reply) }
                 if let violation = earlyMalformed.removeValue(forKey: id) { return .failure(Self.malformed(id, violation)) }
-                return Result { () throws(ClientError) in try readOne(deadline: deadline) }.flatMap { answer in
+                return Result { () throws(EndpointMuxError) in try readOne(deadline: deadline) }.flatMap { answer in
                     switch answer {
                     case let .reply(reply):
                         if reply.response.id == id { return .success(reply) }
@@ -185,7 +185,7 @@ public final class ControlClient: @unchecked Sendable {
         }
     }
 
-    private static func malformed(_ id: JSONRPCID, _ violation: JSONRPCViolation) -> ClientError {
+    private static func malformed(_ id: JSONRPCID, _ violation: JSONRPCViolation) -> EndpointMuxError {
         .malformedAnswer("the answer to id \(id) is not a JSON-RPC response: \(violation)")
     }
 
@@ -200,7 +200,7 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Reads until one message is decoded.
-    private func readOne(deadline: ContinuousClock.Instant) throws(ClientError) -> Answer {
+    private func readOne(deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> Answer {
         var endOfInput = false
         while true {
             let queued = queue.count
@@ -243,13 +243,13 @@ public final class ControlClient: @unchecked Sendable {
                 guard ready else { throw .timedOut }
                 var outcome = SocketIO.ReceiveOutcome.wouldBlock
                 do {
-                    _ = try input.append(minimumSpace: 64 * 1024) { (space) throws(TransportError) -> Int in
+                    _ = try input.append(minimumSpace: 64 * 1024) { (space) throws(EndpointMuxError) -> Int in
                         outcome = try receiver.receive(from: fileDescriptor, into: space, fileDescriptors: &queue)
                         if case let .received(n) = outcome { return n }
                         return 0
                     }
                 } catch {
-                    if case let .system(_, code) = error, code == ECONNRESET { throw .peerClosed }
+                    if error.errno == ECONNRESET { throw .peerClosed }
                     throw .transport(error)
                 }
                 if case .endOfFile = outcome { endOfInput = true }

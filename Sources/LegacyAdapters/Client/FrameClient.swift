@@ -1,16 +1,16 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A client connection speaking v1 frames: sends requests, reads frames under a
 /// deadline, and matches replies by request id. An epitaph from the server surfaces as
-/// ``ClientError/epitaph(_:)``; EOF without one as ``ClientError/peerClosed``.
+/// ``EndpointMuxError/epitaph(_:)``; EOF without one as ``EndpointMuxError/peerClosed``.
 ///
 /// Blocking calls wait with `poll(2)` on the caller's thread: use it from a thread you own.
 public final class FrameClient {
     /// The connected socket (owned; closed on deinit).
-    public var fileDescriptor: Int32 { socket.rawValue }
+    package var fileDescriptor: Int32 { socket.rawValue }
     /// The lane epitaphs arrive on.
-    public let epitaphLane: PayloadProtocol
+    package let epitaphLane: PayloadProtocol
     private let socket: OwnedFileDescriptorBox
     private var buffer: [UInt8] = []
     private var nextRequestID: UInt64 = 1
@@ -20,33 +20,33 @@ public final class FrameClient {
     /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
     /// whose accept queue is full makes `connect` wait). The socket is non-blocking:
     /// every later call waits with `poll(2)` under its own deadline.
-    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
     public convenience init(
         socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectTimeout: Duration = .seconds(10)
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         try self.init(socketPath: path, epitaphLane: epitaphLane, connectDeadline: .now + connectTimeout)
     }
 
     /// Connects to the Unix socket at `path`, giving up at `connectDeadline`.
-    /// - Throws: ``ClientError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
     public init(
         socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectDeadline: ContinuousClock.Instant
-    ) throws(ClientError) {
+    ) throws(EndpointMuxError) {
         self.socket = OwnedFileDescriptorBox(try ClientSocket.connect(to: path, deadline: connectDeadline))
         self.epitaphLane = epitaphLane
     }
 
     /// The process id of the server, from `SO_PEERCRED`.
-    public func peerProcessID() throws(ClientError) -> Int32 {
+    package func peerProcessID() throws(EndpointMuxError) -> Int32 {
         do { return try SocketIO.peerProcessID(fileDescriptor) } catch { throw .transport(error) }
     }
 
     /// Writes `bytes` completely (`MSG_NOSIGNAL`).
-    public func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(ClientError) {
+    package func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
         var sent = 0
         while sent < bytes.count {
             let attempt = bytes.withUnsafeBytes { raw in
-                Result { () throws(TransportError) in
+                Result { () throws(EndpointMuxError) in
                     try SocketIO.send(to: fileDescriptor, bytes: UnsafeRawBufferPointer(rebasing: raw[sent...]),
                                       fileDescriptors: [Int32]())
                 }
@@ -64,7 +64,7 @@ public final class FrameClient {
     /// Sends a REQUEST with a fresh request id and waits for the RESPONSE echoing it.
     public func request(
         lane: PayloadProtocol, payload: [UInt8], timeout: Duration = .seconds(5)
-    ) throws(ClientError) -> Frame {
+    ) throws(EndpointMuxError) -> Frame {
         try request(lane: lane, payload: payload, deadline: .now + timeout)
     }
 
@@ -72,19 +72,19 @@ public final class FrameClient {
     /// RESPONSE echoing it.
     public func request(
         lane: PayloadProtocol, payload: [UInt8], deadline: ContinuousClock.Instant
-    ) throws(ClientError) -> Frame {
+    ) throws(EndpointMuxError) -> Frame {
         let id = nextRequestID
         nextRequestID += 1
         let frame = Frame(payloadProtocol: lane, payload: payload, requestID: id)
-        do { try write(frame.encoded(), deadline: deadline) } catch let error as ClientError { throw error } catch {
+        do { try write(frame.encoded(), deadline: deadline) } catch let error as EndpointMuxError { throw error } catch {
             throw .malformedAnswer("request does not encode: \(error)")
         }
         return try response(to: id, lane: lane, deadline: deadline)
     }
 
     /// Waits for the RESPONSE on `lane` echoing `requestID`; other frames are kept for later.
-    public func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
-        throws(ClientError) -> Frame
+    package func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
+        throws(EndpointMuxError) -> Frame
     {
         if let frame = unmatched.removeValue(forKey: requestID) { return frame }
         while true {
@@ -94,8 +94,8 @@ public final class FrameClient {
         }
     }
 
-    /// Reads the next frame; an epitaph frame ends the conversation with ``ClientError/epitaph(_:)``.
-    public func readFrame(deadline: ContinuousClock.Instant) throws(ClientError) -> Frame {
+    /// Reads the next frame; an epitaph frame ends the conversation with ``EndpointMuxError/epitaph(_:)``.
+    package func readFrame(deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> Frame {
         while true {
             if let frame = try takeFrame() {
                 if let epitaph = Epitaph(v1Frame: frame, lane: epitaphLane) { throw .epitaph(epitaph) }
@@ -115,7 +115,7 @@ public final class FrameClient {
         }
     }
 
-    private func takeFrame() throws(ClientError) -> Frame? {
+    private func takeFrame() throws(EndpointMuxError) -> Frame? {
         guard !buffer.isEmpty else { return nil }
         let status: V1Framing.HeaderStatus
         switch buffer.withUnsafeBytes({ raw in Result { () throws(FramingError) in try V1Framing.readHeader(raw) } }) {
@@ -134,7 +134,7 @@ public final class FrameClient {
         return frame
     }
 
-    private func wait(writable: Bool, deadline: ContinuousClock.Instant) throws(ClientError) {
+    private func wait(writable: Bool, deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
         let remaining = ContinuousClock.now.duration(to: deadline)
         guard remaining > .zero else { throw .timedOut }
         let ready: Bool

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// An identity verified by ``ProbeClient``.
@@ -25,10 +25,10 @@ public enum ProbeClient {
     /// - Parameters:
     ///   - expected: the identity the server must prove (e.g. read from its identity file).
     ///   - timeout: one deadline for connect, write and read (the reference client: ~1 s);
-    ///     a server that never accepts gives ``ClientError/connect(_:)`` with `ETIMEDOUT`.
+    ///     a server that never accepts gives ``EndpointMuxError/connect(_:)`` with `ETIMEDOUT`.
     public static func probe(
         socketPath: String, expected: DaemonIdentity? = nil, timeout: Duration = .seconds(1)
-    ) throws(ClientError) -> VerifiedIdentity {
+    ) throws(EndpointMuxError) -> VerifiedIdentity {
         if let expected {
             guard expected.endpoint.path == socketPath else {
                 throw .verification(.identityMismatch(field: "ipc_endpoint.path", expected: socketPath,
@@ -67,7 +67,7 @@ public enum ProbeClient {
 
     /// The reference's `verify_daemon_process`: pid valid and alive, same boot, the
     /// running executable is `exe_path`, and its BLAKE3 is `exe_hash`.
-    public static func verifyProcess(_ identity: DaemonIdentity) throws(ClientError) {
+    package static func verifyProcess(_ identity: DaemonIdentity) throws(EndpointMuxError) {
         guard identity.pid != 0, identity.pid <= UInt32(Int32.max) else {
             throw .verification(.processCheckFailed("pid \(identity.pid) is not a valid pid"))
         }
@@ -96,7 +96,7 @@ public enum ProbeClient {
     }
 
     private static func compare<T: Equatable & CustomStringConvertible>(_ field: String, _ expected: T, _ received: T)
-        throws(ClientError)
+        throws(EndpointMuxError)
     {
         guard expected == received else {
             throw .verification(.identityMismatch(field: field, expected: expected.description, received: received.description))

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// One connection for daemons written with Swift concurrency: events arrive on ``events``,
@@ -30,7 +30,7 @@ import Glibc
 public final class AsyncConnection: Sendable {
     /// Events the consumer may leave unconsumed (by default) before the connection stops
     /// reading: ``ConnectionOptions/maxOutstandingWork``.
-    public static let maxUnconsumedEvents = ConnectionOptions().maxOutstandingWork
+    package static let maxUnconsumedEvents = ConnectionOptions().maxOutstandingWork
 
     /// Everything the connection reports, in order; finishes after `.closed`.
     public let events: Events
@@ -84,9 +84,9 @@ public final class AsyncConnection: Sendable {
 
     /// Starts serving the connected socket `fileDescriptor`, which the connection now owns
     /// (made non-blocking; closed by the library when the connection ends).
-    /// - Throws: ``TransportError`` when the event loops could not be started.
+    /// - Throws: ``EndpointMuxError`` when the event loops could not be started.
     public init(taking fileDescriptor: consuming OwnedFileDescriptor, mux: EndpointMux,
-                options: ConnectionOptions = ConnectionOptions()) throws(TransportError) {
+                options: ConnectionOptions = ConnectionOptions()) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", errno: EMFILE)
         }
@@ -120,12 +120,15 @@ public final class AsyncConnection: Sendable {
     var unconsumedEventCount: Int { consumer.outstanding }
 
     /// Queues a v1 frame.
-    /// - Throws: ``FramingError/frameTooLarge(length:limit:)``; nothing is queued then.
-    public func send(_ frame: Frame) throws(FramingError) {
+    /// - Throws: ``EndpointMuxError`` with code ``EndpointMuxError/Code/limitExceeded`` when
+    ///   it exceeds ``MuxLimits/maxFrameBodyByteCount``; nothing is queued then.
+    public func send(_ frame: Frame) throws(EndpointMuxError) {
         // Checked here so the error reaches the caller; encoded on the loop (a big payload
         // is then written from its own storage, not copied).
-        try ProtobufWireWriter.checkBodyByteCount(frame.encodedByteCount - V1Framing.headerByteCount,
-                                                  maxBodyByteCount: maxFrameBodyByteCount)
+        do throws(FramingError) {
+            try ProtobufWireWriter.checkBodyByteCount(frame.encodedByteCount - V1Framing.headerByteCount,
+                                                      maxBodyByteCount: maxFrameBodyByteCount)
+        } catch { throw .framing(error) }
         connection.withDriver { try? $0.send(frame) }
     }
 

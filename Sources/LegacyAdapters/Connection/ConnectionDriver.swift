@@ -1,5 +1,5 @@
 import CSocketShims
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// Serves one connection over a socket the daemon owns, inside the daemon's own poll loop.
@@ -32,9 +32,9 @@ public final class ConnectionDriver {
     /// The borrowed socket.
     public let fileDescriptor: Int32
     /// The mux deciding every message.
-    public var mux: EndpointMux { machine.mux }
+    package var mux: EndpointMux { machine.mux }
     /// Behaviour settings.
-    public var options: ConnectionOptions { machine.options }
+    package var options: ConnectionOptions { machine.options }
 
     private var machine: ConnectionStateMachine
     private var receiver = SocketReceiver()
@@ -56,7 +56,7 @@ public final class ConnectionDriver {
     }
     /// The machine's actions being executed (storage reused between batches).
     private var batch: [ConnectionStateMachine.Action] = []
-    private var transportError: TransportError?
+    private var transportError: EndpointMuxError?
 
     /// `recvmsg` calls per ``handle(revents:now:)`` at most (then poll again; level-triggered).
     /// Reading stops earlier at a short read: the socket had no more then.
@@ -111,9 +111,14 @@ public final class ConnectionDriver {
     // MARK: - The daemon's calls
 
     /// Queues a v1 frame (written by the next ``handle(revents:now:)``).
-    /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when it exceeds the cap;
-    ///   nothing is queued then (the connection stays usable).
-    public func send(_ frame: Frame) throws(FramingError) {
+    /// - Throws: ``EndpointMuxError`` with code ``EndpointMuxError/Code/limitExceeded`` when
+    ///   it exceeds ``MuxLimits/maxFrameBodyByteCount``; nothing is queued then (the
+    ///   connection stays usable).
+    public func send(_ frame: Frame) throws(EndpointMuxError) {
+        do throws(FramingError) { try queue(frame) } catch { throw .framing(error) }
+    }
+
+    private func queue(_ frame: Frame) throws(FramingError) {
         let limit = machine.mux.limits.maxFrameBodyByteCount
         guard frame.payload.count >= Frame.separatePayloadByteCount else {
             write(try frame.encoded(maxBodyByteCount: limit))
@@ -219,7 +224,7 @@ public final class ConnectionDriver {
             var drained = false
             do {
                 try machine.receive(now: now, scratch: Self.threadScratch) {
-                    (space) throws(TransportError) -> ConnectionStateMachine.ReadResult in
+                    (space) throws(EndpointMuxError) -> ConnectionStateMachine.ReadResult in
                     let before = received.count
                     switch try receiver.receiveWithoutWaiting(from: fileDescriptor, into: space, fileDescriptors: &received) {
                     case let .received(n):
@@ -231,7 +236,7 @@ public final class ConnectionDriver {
                     return last
                 }
             } catch {
-                if case .controlTruncated = error {
+                if error.code == .fileDescriptorsDropped {
                     machine.fileDescriptorsLost(reason: error.description, now: now)
                 } else {
                     transportError = error
@@ -292,7 +297,7 @@ public final class ConnectionDriver {
 
 extension ConnectionEnd {
     /// The adapter's view of the machine's end.
-    init(_ end: ConnectionStateMachine.End, transportError: TransportError?) {
+    init(_ end: ConnectionStateMachine.End, transportError: EndpointMuxError?) {
         switch end {
         case .peerClosed: self = .peerClosed
         case let .peerClosedMidMessage(n): self = .peerClosedMidMessage(bufferedByteCount: n)

@@ -1,7 +1,12 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 
 /// Something a ``ConnectionDriver`` found while reading, for the daemon to act on.
 /// Probe answers never appear: the driver writes them itself.
+///
+/// This enum is closed: its cases are the kinds of traffic the connection carries (v1
+/// frames, legacy bytes, control messages) and its end. New information arrives as new
+/// properties of ``ConnectionEnd`` or ``ReceivedControlMessage``, never as a new case, so
+/// an exhaustive `switch` stays valid across minor versions.
 public enum ConnectionEvent: Sendable {
     /// A v1 frame on a served lane (any kind), copied out of the receive buffer.
     case payload(Frame)
@@ -17,28 +22,63 @@ public enum ConnectionEvent: Sendable {
     case closed(ConnectionEnd)
 }
 
-/// Why a connection ended.
-public enum ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
-    /// The peer closed its side at a message boundary.
-    case peerClosed
-    /// The peer closed its side in the middle of a message (`bufferedByteCount` bytes).
-    case peerClosedMidMessage(bufferedByteCount: Int)
-    /// The driver ended the connection after sending this epitaph (nil when none was
-    /// sent, e.g. to a legacy client).
-    case failed(Epitaph?)
-    /// The daemon asked for the close (``ConnectionDriver/close(epitaph:)``).
-    case closedByDaemon
-    /// A system call failed.
-    case transportError(TransportError)
+/// Why a connection ended: a ``reason`` to match on, the ``epitaph`` sent (if any) and the
+/// failed system call (``error``, for ``Reason/transportError``). A struct, so reasons
+/// can be added in a minor version (`switch` over ``reason`` with a `default`).
+public struct ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
+    /// The kind of end.
+    public struct Reason: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The peer closed its side at a message boundary.
+        public static let peerClosed = Reason("peerClosed")
+        /// The peer closed its side in the middle of a message.
+        public static let peerClosedMidMessage = Reason("peerClosedMidMessage")
+        /// The connection ended after the ``ConnectionEnd/epitaph`` was sent (none to a
+        /// legacy client): bad input, a limit, a timeout.
+        public static let failed = Reason("failed")
+        /// The daemon asked for the close (``ConnectionDriver/close(epitaph:now:)``).
+        public static let closedByDaemon = Reason("closedByDaemon")
+        /// A system call on the socket failed (``ConnectionEnd/error``).
+        public static let transportError = Reason("transportError")
+        /// The reason's name.
+        public var description: String { name }
+    }
 
+    /// The kind of end.
+    public let reason: Reason
+    /// The epitaph sent before closing, if one was.
+    public let epitaph: Epitaph?
+    /// The failed system call, for ``Reason/transportError``.
+    public let error: EndpointMuxError?
+    /// Bytes of an unfinished message buffered when the peer closed.
+    public let bufferedByteCount: Int
+
+    private init(_ reason: Reason, epitaph: Epitaph? = nil, error: EndpointMuxError? = nil, buffered: Int = 0) {
+        self.reason = reason
+        self.epitaph = epitaph
+        self.error = error
+        self.bufferedByteCount = buffered
+    }
+
+    package static let peerClosed = ConnectionEnd(.peerClosed)
+    package static func peerClosedMidMessage(bufferedByteCount: Int) -> ConnectionEnd {
+        ConnectionEnd(.peerClosedMidMessage, buffered: bufferedByteCount)
+    }
+    package static func failed(_ epitaph: Epitaph?) -> ConnectionEnd { ConnectionEnd(.failed, epitaph: epitaph) }
+    package static let closedByDaemon = ConnectionEnd(.closedByDaemon)
+    package static func transportError(_ error: EndpointMuxError) -> ConnectionEnd {
+        ConnectionEnd(.transportError, error: error)
+    }
+
+    /// What happened, for people.
     public var description: String {
-        switch self {
-        case .peerClosed: return "peer closed"
-        case let .peerClosedMidMessage(n): return "peer closed in the middle of a message (\(n) bytes buffered)"
-        case let .failed(epitaph?): return "failed: \(epitaph)"
-        case .failed(nil): return "failed"
+        switch reason {
+        case .peerClosedMidMessage: return "peer closed in the middle of a message (\(bufferedByteCount) bytes buffered)"
+        case .failed: return epitaph.map { "failed: \($0)" } ?? "failed"
         case .closedByDaemon: return "closed by the daemon"
-        case let .transportError(error): return "transport error: \(error)"
+        case .transportError: return "transport error: \(error.map(String.init(describing:)) ?? "")"
+        default: return "peer closed"
         }
     }
 }

@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 
 /// A JSON-FD control message with the file descriptors that came with it.
 ///
@@ -18,7 +18,7 @@ public final class ReceivedControlMessage: Sendable {
     public var fileDescriptorCount: Int { descriptors.count }
 
     /// Takes ownership of the fds (positions 0..<n, in order); later calls return none.
-    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
+    package func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
 }
 
 /// Fds held for whoever takes them first; closed on release if nobody does. Shared by
@@ -59,7 +59,7 @@ public final class OutgoingControlMessage: Sendable {
     }
 
     /// Takes the fds (for sending).
-    public func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
+    package func takeFileDescriptors() -> FileDescriptorQueue { descriptors.take() }
 }
 
 /// Per-connection state a service's handlers may keep (touched only on the connection's

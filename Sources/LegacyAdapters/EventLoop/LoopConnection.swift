@@ -1,4 +1,4 @@
-package import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// A connection served on a ``MuxEventLoop``: the loop owns the fd and closes it after
@@ -73,7 +73,7 @@ package final class WorkerPool: @unchecked Sendable {
     private var threads: [OwnedThread] = []
 
     /// Starts `threadCount` threads (at least one).
-    package init(threadCount: Int) throws(TransportError) {
+    package init(threadCount: Int) throws(EndpointMuxError) {
         mutex.initialize(to: pthread_mutex_t())
         condition.initialize(to: pthread_cond_t())
         pthread_mutex_init(mutex, nil)

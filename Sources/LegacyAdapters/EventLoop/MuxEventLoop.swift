@@ -1,5 +1,5 @@
 import CSocketShims
-import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Something a ``MuxEventLoop`` waits on: an fd, the events it wants, and a deadline.
@@ -43,7 +43,7 @@ package final class MuxEventLoop: @unchecked Sendable {
     private var generation: UInt64 = 0
 
     /// Starts a loop on a thread of its own.
-    package init() throws(TransportError) {
+    package init() throws(EndpointMuxError) {
         let epoll = endpointmux_epoll_create()
         guard epoll >= 0 else { throw .system(operation: "epoll_create1", errno: errno) }
         let wake = endpointmux_eventfd()
@@ -204,7 +204,7 @@ package final class MuxEventLoopGroup: Sendable {
     private let nextIndex = Counter()
 
     /// Starts `count` loops (at least one).
-    package init(loopCount count: Int = MuxEventLoopGroup.coreCount) throws(TransportError) {
+    package init(loopCount count: Int = MuxEventLoopGroup.coreCount) throws(EndpointMuxError) {
         var loops: [MuxEventLoop] = []
         for _ in 0..<max(1, count) { loops.append(try MuxEventLoop()) }
         self.loops = loops

@@ -79,14 +79,14 @@ public struct FileDescriptorQueue: ~Copyable, Sendable {
 
     /// The queued descriptor numbers, front first. The queue still owns them: do not
     /// close them, and do not use them after the queue has closed or handed them on.
-    public var rawValues: [Int32] {
+    package var rawValues: [Int32] {
         Array(storage[head...])
     }
 
     /// Calls `body` with the queued descriptor numbers, front first, without copying.
     /// The same ownership rules as ``rawValues`` apply; the buffer is valid only
     /// inside `body`.
-    public func withRawValues<R, E: Error>(
+    package func withRawValues<R, E: Error>(
         _ body: (UnsafeBufferPointer<Int32>) throws(E) -> R
     ) throws(E) -> R {
         let result: Result<R, E> = storage.withUnsafeBufferPointer { all in
@@ -107,7 +107,7 @@ public struct FileDescriptorQueue: ~Copyable, Sendable {
 
     /// Appends each of `rawValues` at the back, in order; the queue takes ownership of
     /// all of them.
-    public mutating func append(takingRawValues rawValues: some Collection<Int32>) {
+    package mutating func append(takingRawValues rawValues: some Collection<Int32>) {
         storage.append(contentsOf: rawValues)
     }
 
@@ -122,7 +122,7 @@ public struct FileDescriptorQueue: ~Copyable, Sendable {
 
     /// Removes the first `min(n, count)` descriptors (none when `n <= 0`) and returns
     /// them, in order, as a new queue that owns them.
-    public mutating func dequeue(_ n: Int) -> FileDescriptorQueue {
+    package mutating func dequeue(_ n: Int) -> FileDescriptorQueue {
         let taken = Swift.max(0, Swift.min(n, count))
         var result = FileDescriptorQueue()
         guard taken > 0 else { return result }

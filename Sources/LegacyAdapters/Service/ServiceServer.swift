@@ -1,4 +1,4 @@
-public import EndpointMux
+@_spi(Internals) public import EndpointMux
 import Glibc
 
 /// A ready-made service on a Unix socket it owns: binds like running-process's
@@ -28,16 +28,16 @@ public final class ServiceServer: Sendable {
     /// The socket path served.
     public let socketPath: String
     /// The identity file written after the socket listens (removed on ``stop()``).
-    public let identityPath: String?
+    package let identityPath: String?
     /// The mux (and the identity it proves).
-    public let mux: EndpointMux
+    package let mux: EndpointMux
 
     private let state: ServiceState
 
     /// Binds `socketPath`, establishes this process's identity for `namespaceID`, writes
     /// `identityPath` (if any) atomically, and starts serving.
     /// - Parameter workerThreads: threads for control handlers (at least 1).
-    /// - Throws: ``ServiceError`` (e.g. ``ServiceError/alreadyRunning(name:path:)``).
+    /// - Throws: ``EndpointMuxError`` (e.g. ``EndpointMuxError/alreadyRunning(name:path:)``).
     public init(
         name: String,
         socketPath: String,
@@ -48,7 +48,7 @@ public final class ServiceServer: Sendable {
         workerThreads: Int = 2,
         controlHandler: ControlHandler? = nil,
         handler: @escaping RequestHandler
-    ) throws(ServiceError) {
+    ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
         }

@@ -1,13 +1,13 @@
-import EndpointMux
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Unix-domain stream socket helpers: address building, connect, and the reference
 /// ServiceServer's bind sequence.
-public enum UnixSocket {
+package enum UnixSocket {
     /// Calls `body` with a `sockaddr_un` for `path`.
     static func withAddress<R>(
         _ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
-    ) throws(ServiceError) -> R {
+    ) throws(EndpointMuxError) -> R {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -23,15 +23,15 @@ public enum UnixSocket {
         }
     }
 
-    static func makeSocket() throws(ServiceError) -> OwnedFileDescriptor {
+    static func makeSocket() throws(EndpointMuxError) -> OwnedFileDescriptor {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(operation: "socket", path: "", errno: errno) }
         return OwnedFileDescriptor(taking: fd)
     }
 
     /// Connects a new blocking stream socket to `path`.
-    /// - Throws: ``ServiceError/system(operation:path:errno:)`` (e.g. `ECONNREFUSED`, `ENOENT`).
-    public static func connect(to path: String) throws(ServiceError) -> OwnedFileDescriptor {
+    /// - Throws: ``EndpointMuxError/system(operation:path:errno:)`` (e.g. `ECONNREFUSED`, `ENOENT`).
+    package static func connect(to path: String) throws(EndpointMuxError) -> OwnedFileDescriptor {
         let socket = try makeSocket()
         let result = try withAddress(path) { Glibc.connect(socket.rawValue, $0, $1) }
         guard result == 0 else { throw .system(operation: "connect", path: path, errno: errno) }
@@ -40,17 +40,12 @@ public enum UnixSocket {
 
     /// Binds and listens (backlog capped by the kernel at `somaxconn`) on `path` like running-process's ServiceServer: `mkdir -p` the
     /// directory; on `EADDRINUSE` connect to it — success means a live server
-    /// (``ServiceError/alreadyRunning(name:path:)``), `ECONNREFUSED` means a stale socket,
+    /// (``EndpointMuxError/alreadyRunning(name:path:)``), `ECONNREFUSED` means a stale socket,
     /// which is removed under `<path>.bind.lock` (`flock`) before binding again.
-    public static func bindListener(path: String, serviceName: String, backlog: Int32 = 4096)
-        throws(ServiceError) -> OwnedFileDescriptor
+    package static func bindListener(path: String, serviceName: String, backlog: Int32 = 4096)
+        throws(EndpointMuxError) -> OwnedFileDescriptor
     {
-        do {
-            try FileSystem.makeDirectories(FileSystem.parent(of: path))
-        } catch {
-            if case let .system(operation, directory, code) = error { throw .system(operation: operation, path: directory, errno: code) }
-            throw .identity(error)
-        }
+        try FileSystem.makeDirectories(FileSystem.parent(of: path))
         let listener = try makeSocket()
         if try bind(listener.rawValue, path) != 0 {
             guard errno == EADDRINUSE else { throw .system(operation: "bind", path: path, errno: errno) }
@@ -68,7 +63,7 @@ public enum UnixSocket {
         return listener
     }
 
-    private static func bind(_ fd: Int32, _ path: String) throws(ServiceError) -> Int32 {
+    private static func bind(_ fd: Int32, _ path: String) throws(EndpointMuxError) -> Int32 {
         try withAddress(path) { Glibc.bind(fd, $0, $1) }
     }
 }

@@ -1,3 +1,4 @@
+@_spi(Internals) import EndpointMux
 import Glibc
 
 /// A thread this library creates and owns, so it may block in `poll(2)` without taking
@@ -14,7 +15,7 @@ final class OwnedThread: @unchecked Sendable {
     }
 
     /// Starts `body` on a new thread.
-    init(_ body: @escaping @Sendable () -> Void) throws(TransportError) {
+    init(_ body: @escaping @Sendable () -> Void) throws(EndpointMuxError) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         let result = pthread_create(&handle, nil, { argument in
             guard let argument else { return nil }
@@ -38,7 +39,7 @@ final class OwnedThread: @unchecked Sendable {
     }
 
     /// Starts `body` on a new detached thread (its resources are freed when it ends).
-    static func detached(_ body: @escaping @Sendable () -> Void) throws(TransportError) {
+    static func detached(_ body: @escaping @Sendable () -> Void) throws(EndpointMuxError) {
         try OwnedThread(body).detach()
     }
 

@@ -1,3 +1,4 @@
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Messages waiting to be written to a stream socket, each its bytes plus owned file
@@ -22,9 +23,9 @@ import Glibc
 ///
 /// The queue never waits by itself except in ``flushBlocking(to:deadline:)``; a blocking
 /// socket makes ``flush(to:)`` block inside `sendmsg`.
-public struct OutboundQueue: ~Copyable, Sendable {
+package struct OutboundQueue: ~Copyable, Sendable {
     /// What ``OutboundQueue/flush(to:)`` achieved.
-    public enum FlushOutcome: Sendable, Hashable {
+    package enum FlushOutcome: Sendable, Hashable {
         /// Every queued message, descriptors included, has been written.
         case flushed
         /// The socket cannot take more now; call `flush` again once it is writable.
@@ -46,22 +47,22 @@ public struct OutboundQueue: ~Copyable, Sendable {
     private var limit: Int
 
     /// Bytes of queued messages not yet written. Continuation spaces are not counted.
-    public private(set) var pendingByteCount = 0
+    package private(set) var pendingByteCount = 0
 
     /// Descriptors queued and not yet sent.
-    public var pendingFileDescriptorCount: Int {
+    package var pendingFileDescriptorCount: Int {
         fds.count
     }
 
     /// Whether nothing is left to write.
-    public var isEmpty: Bool {
+    package var isEmpty: Bool {
         head == messages.count
     }
 
     /// The most descriptors one `sendmsg` may carry, kept between 1 and
     /// ``SocketIO/maxFileDescriptorsPerCall`` (values outside are clamped). Lowered
     /// automatically when the kernel refuses a batch.
-    public var maxFileDescriptorsPerSendmsg: Int {
+    package var maxFileDescriptorsPerSendmsg: Int {
         get { limit }
         set { limit = Self.clampedLimit(newValue) }
     }
@@ -69,7 +70,7 @@ public struct OutboundQueue: ~Copyable, Sendable {
     /// Creates an empty queue whose batches start at `maxFileDescriptorsPerSendmsg`
     /// descriptors (clamped as ``maxFileDescriptorsPerSendmsg`` is; the jsonrpc-fdpass
     /// default is 500).
-    public init(maxFileDescriptorsPerSendmsg: Int = 500) {
+    package init(maxFileDescriptorsPerSendmsg: Int = 500) {
         limit = Self.clampedLimit(maxFileDescriptorsPerSendmsg)
     }
 
@@ -82,7 +83,7 @@ public struct OutboundQueue: ~Copyable, Sendable {
     ///
     /// A message with no bytes and no descriptors is ignored; one with descriptors but no
     /// bytes sends them on continuation spaces.
-    public mutating func enqueue(
+    package mutating func enqueue(
         _ bytes: [UInt8],
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()
     ) {
@@ -116,11 +117,11 @@ public struct OutboundQueue: ~Copyable, Sendable {
     ///   returns ``FlushOutcome/wouldBlock`` instead of waiting.
     /// - Returns: ``FlushOutcome/flushed`` when the queue is empty,
     ///   ``FlushOutcome/wouldBlock`` when the socket is full (call again when writable).
-    /// - Throws: ``TransportError/system(operation:errno:)`` from `sendmsg` (`EPIPE` when
-    ///   the peer has gone), or ``TransportError/fileDescriptorBatchRejected(count:errno:)``
+    /// - Throws: ``EndpointMuxError/system(operation:errno:)`` from `sendmsg` (`EPIPE` when
+    ///   the peer has gone), or ``EndpointMuxError/fileDescriptorBatchRejected(count:errno:)``
     ///   when even one descriptor is refused. The queue keeps the unsent remainder and its
     ///   descriptors.
-    public mutating func flush(to fd: Int32, nonBlocking: Bool = false) throws(TransportError) -> FlushOutcome {
+    package mutating func flush(to fd: Int32, nonBlocking: Bool = false) throws(EndpointMuxError) -> FlushOutcome {
         while head < messages.count {
             while messages[head].bytesSent < messages[head].bytes.count
                 || messages[head].fileDescriptorsLeft > 0
@@ -141,7 +142,7 @@ public struct OutboundQueue: ~Copyable, Sendable {
     }
 
     /// Most messages one `sendmsg` gathers.
-    public static let maxMessagesPerSendmsg = 64
+    package static let maxMessagesPerSendmsg = 64
 
     /// Fd-less messages up to this size are copied onto the end of the fd-less message
     /// queued before them, up to ``joinedMessageByteCount`` bytes together.
@@ -152,10 +153,10 @@ public struct OutboundQueue: ~Copyable, Sendable {
     /// everything is written or `deadline` passes (`nil`: no limit).
     ///
     /// Blocks the calling thread: call it only on a thread you own.
-    /// - Throws: ``TransportError/timedOut(operation:)`` (`"sendmsg"`) at the deadline, with
+    /// - Throws: ``EndpointMuxError/timedOut(operation:)`` (`"sendmsg"`) at the deadline, with
     ///   the remainder still queued; otherwise as ``flush(to:)`` and
     ///   ``SocketIO/waitUntilWritable(_:timeout:)``.
-    public mutating func flushBlocking(to fd: Int32, deadline: ContinuousClock.Instant?) throws(TransportError) {
+    package mutating func flushBlocking(to fd: Int32, deadline: ContinuousClock.Instant?) throws(EndpointMuxError) {
         let clock = ContinuousClock()
         while try flush(to: fd) == .wouldBlock {
             var timeout: Duration?
@@ -172,7 +173,7 @@ public struct OutboundQueue: ~Copyable, Sendable {
 
     /// One `sendmsg` for the front message (and the fd-less messages after it). Returns
     /// `false` when the socket is full.
-    private mutating func sendStep(to fd: Int32, nonBlocking: Bool = false) throws(TransportError) -> Bool {
+    private mutating func sendStep(to fd: Int32, nonBlocking: Bool = false) throws(EndpointMuxError) -> Bool {
         let message = messages[head]
         let batch = Swift.min(message.fileDescriptorsLeft, limit)
         let dataLeft = message.bytesSent < message.bytes.count
@@ -186,11 +187,11 @@ public struct OutboundQueue: ~Copyable, Sendable {
             }
         }
         let written: Int?
-        do throws(TransportError) {
+        do throws(EndpointMuxError) {
             written = try Self.send(messages[head..<gathered], dataLeft: dataLeft,
                                     with: fds.prefixRawValues(batch), to: fd, nonBlocking: nonBlocking)
-        } catch .fileDescriptorBatchRejected(let count, let errno) {
-            guard batch > 1 else { throw .fileDescriptorBatchRejected(count: count, errno: errno) }
+        } catch where error.isFileDescriptorBatchRejection {
+            guard batch > 1 else { throw error }
             limit = batch / 2  // nothing was sent: retry the same position with half as many
             return true
         }
@@ -223,10 +224,10 @@ public struct OutboundQueue: ~Copyable, Sendable {
         with descriptors: ArraySlice<Int32>,
         to fd: Int32,
         nonBlocking: Bool
-    ) throws(TransportError) -> Int? {
+    ) throws(EndpointMuxError) -> Int? {
         guard dataLeft else {
             let result = continuationByte.withUnsafeBytes { raw in
-                Result { () throws(TransportError) -> Int? in
+                Result { () throws(EndpointMuxError) -> Int? in
                     try SocketIO.send(to: fd, chunks: [raw], fileDescriptors: descriptors, nonBlocking: nonBlocking)
                 }
             }

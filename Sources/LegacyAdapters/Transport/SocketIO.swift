@@ -1,5 +1,6 @@
 import CSocketShims
 
+@_spi(Internals) package import EndpointMux
 import Glibc
 
 /// Thin wrappers over `recvmsg`, `sendmsg`, `poll` and `fcntl` for stream sockets that
@@ -10,18 +11,18 @@ import Glibc
 /// ``ReceiveOutcome/wouldBlock`` / `nil` instead of waiting. Only ``waitUntilReadable(_:timeout:)``
 /// and ``waitUntilWritable(_:timeout:)`` wait on purpose; call them on threads you own.
 /// `EINTR` is retried everywhere. Sends never raise `SIGPIPE`.
-public enum SocketIO {
+package enum SocketIO {
     /// The default size of a receive control buffer, in descriptors (what the
     /// jsonrpc-fdpass references use).
-    public static let defaultMaxFileDescriptorsPerReceive = 512
+    package static let defaultMaxFileDescriptorsPerReceive = 512
 
     /// The largest control buffer ``receive(from:into:fileDescriptors:maxFileDescriptors:)``,
     /// ``SocketReceiver`` and ``send(to:bytes:fileDescriptors:)`` will build, in descriptors.
     /// Linux accepts at most 253 per `sendmsg`.
-    public static let maxFileDescriptorsPerCall = 65_536
+    package static let maxFileDescriptorsPerCall = 65_536
 
     /// What one `recvmsg` produced.
-    public enum ReceiveOutcome: Sendable, Hashable {
+    package enum ReceiveOutcome: Sendable, Hashable {
         /// `byteCount` bytes (at least one) were stored at the start of the buffer. Any
         /// descriptors that came with them have been appended to the queue.
         case received(byteCount: Int)
@@ -42,23 +43,23 @@ public enum SocketIO {
     /// 0 through ``maxFileDescriptorsPerCall``), is a temporary allocation; use
     /// ``SocketReceiver`` to reuse one across calls.
     ///
-    /// - Throws: ``TransportError/controlTruncated(received:)`` on `MSG_CTRUNC` (the
+    /// - Throws: ``EndpointMuxError/controlTruncated(received:)`` on `MSG_CTRUNC` (the
     ///   descriptors that did arrive are closed, not queued; the bytes of that call are in
-    ///   `buffer` but the stream should be abandoned); ``TransportError/invalidArgument(_:)``
-    ///   for an empty `buffer`; ``TransportError/system(operation:errno:)`` with
+    ///   `buffer` but the stream should be abandoned); ``EndpointMuxError/invalidArgument(_:)``
+    ///   for an empty `buffer`; ``EndpointMuxError/system(operation:errno:)`` with
     ///   `"recvmsg"` otherwise.
-    public static func receive(
+    package static func receive(
         from fd: Int32,
         into buffer: UnsafeMutableRawBufferPointer,
         fileDescriptors: inout FileDescriptorQueue,
         maxFileDescriptors: Int = defaultMaxFileDescriptorsPerReceive
-    ) throws(TransportError) -> ReceiveOutcome {
+    ) throws(EndpointMuxError) -> ReceiveOutcome {
         let byteCount = controlSpace(forFileDescriptors: maxFileDescriptors)
-        let result: Result<ReceiveOutcome, TransportError> = withUnsafeTemporaryAllocation(
+        let result: Result<ReceiveOutcome, EndpointMuxError> = withUnsafeTemporaryAllocation(
             byteCount: byteCount,
             alignment: MemoryLayout<cmsghdr>.alignment
         ) { control in
-            do throws(TransportError) {
+            do throws(EndpointMuxError) {
                 return .success(
                     try receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control)
                 )
@@ -81,17 +82,17 @@ public enum SocketIO {
     /// - Returns: the number of bytes written (at least one when `bytes` is not empty, 0
     ///   for empty `bytes` without descriptors), or `nil` when a non-blocking socket cannot
     ///   take anything now (`EAGAIN`); then nothing, descriptors included, was sent.
-    /// - Throws: ``TransportError/fileDescriptorBatchRejected(count:errno:)`` when the
+    /// - Throws: ``EndpointMuxError/fileDescriptorBatchRejected(count:errno:)`` when the
     ///   kernel refuses that many descriptors in one call (`EINVAL`; nothing was sent);
-    ///   ``TransportError/invalidArgument(_:)`` for descriptors without data bytes (a
+    ///   ``EndpointMuxError/invalidArgument(_:)`` for descriptors without data bytes (a
     ///   zero-length send carries none) or more than ``maxFileDescriptorsPerCall``;
-    ///   ``TransportError/system(operation:errno:)`` with `"sendmsg"` otherwise (`EPIPE`
+    ///   ``EndpointMuxError/system(operation:errno:)`` with `"sendmsg"` otherwise (`EPIPE`
     ///   when the peer has closed).
-    public static func send(
+    package static func send(
         to fd: Int32,
         bytes: UnsafeRawBufferPointer,
         fileDescriptors: some Collection<Int32>
-    ) throws(TransportError) -> Int? {
+    ) throws(EndpointMuxError) -> Int? {
         let fdCount = fileDescriptors.count
         if bytes.isEmpty {
             guard fdCount == 0 else {
@@ -108,9 +109,9 @@ public enum SocketIO {
     /// Blocks the calling thread: call it only on a thread you own. `EINTR` is retried with
     /// the time that remains.
     /// - Returns: `true` when ready, `false` when the timeout passed first.
-    /// - Throws: ``TransportError/system(operation:errno:)`` with `"poll"` (`EBADF` for a
+    /// - Throws: ``EndpointMuxError/system(operation:errno:)`` with `"poll"` (`EBADF` for a
     ///   descriptor that is not open).
-    public static func waitUntilReadable(_ fd: Int32, timeout: Duration?) throws(TransportError) -> Bool {
+    package static func waitUntilReadable(_ fd: Int32, timeout: Duration?) throws(EndpointMuxError) -> Bool {
         try wait(fd, events: Int16(truncatingIfNeeded: POLLIN), timeout: timeout)
     }
 
@@ -120,15 +121,15 @@ public enum SocketIO {
     /// Blocks the calling thread: call it only on a thread you own. `EINTR` is retried with
     /// the time that remains.
     /// - Returns: `true` when ready, `false` when the timeout passed first.
-    /// - Throws: ``TransportError/system(operation:errno:)`` with `"poll"` (`EBADF` for a
+    /// - Throws: ``EndpointMuxError/system(operation:errno:)`` with `"poll"` (`EBADF` for a
     ///   descriptor that is not open).
-    public static func waitUntilWritable(_ fd: Int32, timeout: Duration?) throws(TransportError) -> Bool {
+    package static func waitUntilWritable(_ fd: Int32, timeout: Duration?) throws(EndpointMuxError) -> Bool {
         try wait(fd, events: Int16(truncatingIfNeeded: POLLOUT), timeout: timeout)
     }
 
     /// Turns `O_NONBLOCK` on or off for `fd`.
-    /// - Throws: ``TransportError/system(operation:errno:)`` with `"fcntl"`.
-    public static func setNonBlocking(_ fd: Int32, _ on: Bool) throws(TransportError) {
+    /// - Throws: ``EndpointMuxError/system(operation:errno:)`` with `"fcntl"`.
+    package static func setNonBlocking(_ fd: Int32, _ on: Bool) throws(EndpointMuxError) {
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0 else { throw .system(operation: "fcntl", errno: errno) }
         let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
@@ -138,8 +139,8 @@ public enum SocketIO {
 
     /// The process id of the peer of the unix socket `fd`, as the kernel recorded it when
     /// the connection was made (`SO_PEERCRED` on Linux, `LOCAL_PEERPID` on Darwin).
-    /// - Throws: ``TransportError/system(operation:errno:)`` with `"getsockopt"`.
-    public static func peerProcessID(_ fd: Int32) throws(TransportError) -> Int32 {
+    /// - Throws: ``EndpointMuxError/system(operation:errno:)`` with `"getsockopt"`.
+    package static func peerProcessID(_ fd: Int32) throws(EndpointMuxError) -> Int32 {
         var pid: pid_t = 0
         guard endpointmux_peer_pid(fd, &pid) == 0 else {
             throw .system(operation: "getsockopt", errno: errno)
@@ -162,7 +163,7 @@ public enum SocketIO {
         fileDescriptors: inout FileDescriptorQueue,
         control: UnsafeMutableRawBufferPointer,
         nonBlocking: Bool = false
-    ) throws(TransportError) -> ReceiveOutcome {
+    ) throws(EndpointMuxError) -> ReceiveOutcome {
         guard let base = buffer.baseAddress, buffer.count > 0 else {
             throw .invalidArgument("receive buffer is empty")
         }
@@ -239,7 +240,7 @@ public enum SocketIO {
         control: UnsafeMutableRawBufferPointer?,
         fdCount: Int,
         nonBlocking: Bool
-    ) throws(TransportError) -> Int? {
+    ) throws(EndpointMuxError) -> Int? {
         var flags: Int32 = nonBlocking ? Int32(MSG_DONTWAIT) : 0
         flags |= Int32(MSG_NOSIGNAL)
         var written: Int
@@ -273,12 +274,12 @@ public enum SocketIO {
         chunks: [UnsafeRawBufferPointer],
         fileDescriptors: some Collection<Int32>,
         nonBlocking: Bool
-    ) throws(TransportError) -> Int? {
+    ) throws(EndpointMuxError) -> Int? {
         let fdCount = fileDescriptors.count
         guard fdCount <= maxFileDescriptorsPerCall else {
             throw .invalidArgument("\(fdCount) file descriptors in one sendmsg (at most \(maxFileDescriptorsPerCall))")
         }
-        let result: Result<Int?, TransportError> = withUnsafeTemporaryAllocation(
+        let result: Result<Int?, EndpointMuxError> = withUnsafeTemporaryAllocation(
             of: iovec.self, capacity: chunks.count
         ) { iovecs in
             for (index, chunk) in chunks.enumerated() {
@@ -287,7 +288,7 @@ public enum SocketIO {
                     to: iovec(iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress), iov_len: numericCast(chunk.count)))
             }
             guard fdCount > 0 else {
-                return Result { () throws(TransportError) in
+                return Result { () throws(EndpointMuxError) in
                     try sendmsgRetryingEINTR(fd, iovecs: iovecs, control: nil, fdCount: 0, nonBlocking: nonBlocking)
                 }
             }
@@ -310,7 +311,7 @@ public enum SocketIO {
                     raw.storeBytes(of: descriptor, toByteOffset: stored * MemoryLayout<Int32>.size, as: Int32.self)
                     stored += 1
                 }
-                return Result { () throws(TransportError) in
+                return Result { () throws(EndpointMuxError) in
                     try sendmsgRetryingEINTR(fd, iovecs: iovecs, control: UnsafeMutableRawBufferPointer(control),
                                              fdCount: fdCount, nonBlocking: nonBlocking)
                 }
@@ -321,7 +322,7 @@ public enum SocketIO {
 
 
     /// `poll(2)` on one descriptor for `events`, retrying `EINTR` with the remaining time.
-    private static func wait(_ fd: Int32, events: Int16, timeout: Duration?) throws(TransportError) -> Bool {
+    private static func wait(_ fd: Int32, events: Int16, timeout: Duration?) throws(EndpointMuxError) -> Bool {
         let clock = ContinuousClock()
         let deadline = timeout.map { clock.now + $0 }
         while true {
@@ -369,16 +370,16 @@ public enum SocketIO {
 /// Holds one `cmsghdr`-aligned buffer with room for ``maxFileDescriptors`` descriptors,
 /// allocated once in `init` and freed in `deinit`. It is `~Copyable` so that exactly one
 /// owner uses the buffer at a time; move it to the thread or task that reads the socket.
-public struct SocketReceiver: ~Copyable, @unchecked Sendable {
+package struct SocketReceiver: ~Copyable, @unchecked Sendable {
     /// Room in the control buffer, in descriptors. More in one `recvmsg` is
-    /// ``TransportError/controlTruncated(received:)``.
-    public let maxFileDescriptors: Int
+    /// ``EndpointMuxError/controlTruncated(received:)``.
+    package let maxFileDescriptors: Int
     private let control: UnsafeMutableRawBufferPointer
 
     /// Allocates a control buffer for `maxFileDescriptors` descriptors, clamped to 0 through
     /// ``SocketIO/maxFileDescriptorsPerCall``. With 0, any descriptor the peer sends is
-    /// reported as ``TransportError/controlTruncated(received:)``.
-    public init(maxFileDescriptors: Int = SocketIO.defaultMaxFileDescriptorsPerReceive) {
+    /// reported as ``EndpointMuxError/controlTruncated(received:)``.
+    package init(maxFileDescriptors: Int = SocketIO.defaultMaxFileDescriptorsPerReceive) {
         self.maxFileDescriptors = Swift.max(0, Swift.min(maxFileDescriptors, SocketIO.maxFileDescriptorsPerCall))
         self.control = .allocate(
             byteCount: SocketIO.controlSpace(forFileDescriptors: self.maxFileDescriptors),
@@ -387,11 +388,11 @@ public struct SocketReceiver: ~Copyable, @unchecked Sendable {
 
     /// Same contract as ``SocketIO/receive(from:into:fileDescriptors:maxFileDescriptors:)``,
     /// using this receiver's buffer.
-    public mutating func receive(
+    package mutating func receive(
         from fd: Int32,
         into buffer: UnsafeMutableRawBufferPointer,
         fileDescriptors: inout FileDescriptorQueue
-    ) throws(TransportError) -> SocketIO.ReceiveOutcome {
+    ) throws(EndpointMuxError) -> SocketIO.ReceiveOutcome {
         try SocketIO.receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control)
     }
 
@@ -400,7 +401,7 @@ public struct SocketReceiver: ~Copyable, @unchecked Sendable {
         from fd: Int32,
         into buffer: UnsafeMutableRawBufferPointer,
         fileDescriptors: inout FileDescriptorQueue
-    ) throws(TransportError) -> SocketIO.ReceiveOutcome {
+    ) throws(EndpointMuxError) -> SocketIO.ReceiveOutcome {
         try SocketIO.receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control,
                              nonBlocking: true)
     }

@@ -1,5 +1,5 @@
 import Foundation
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Captured running-process bytes in Tests/Vectors/running-process.
 enum Vectors {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 
 /// Where the real peers live: the release `muxctl` and the venv with `running-process`
 /// that `scripts/test.sh` prepares.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import EndpointMux
+@_spi(Internals) @testable import EndpointMux
 @testable import LegacyAdapters
 
 // Support for BrokerTests: a broker on a temporary socket, blocking socket helpers run on
@@ -161,6 +161,5 @@ func probeRoundTrip(_ socketPath: String, timeout: Duration = .seconds(2)) throw
 
 /// The broker error a call failed with, or nil (also nil when it succeeded).
 func brokerError(_ error: any Error) -> BrokerError? {
-    if case let .broker(brokerError)? = error as? BrokerClientError { return brokerError }
-    return nil
+    (error as? EndpointMuxError)?.rpcError.flatMap { BrokerError($0) }
 }

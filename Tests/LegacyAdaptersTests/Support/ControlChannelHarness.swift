@@ -1,6 +1,6 @@
 import CSocketShims
 import Dispatch
-import EndpointMux
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
@@ -444,10 +444,10 @@ final class ControlReader {
             case .endOfStream:
                 return nil
             case .needMoreBytes, .needMoreFileDescriptors:
-                if endOfInput { throw TransportError.peerClosed }
+                if endOfInput { throw EndpointMuxError.peerClosed }
                 let remaining = ContinuousClock.now.duration(to: deadline)
                 guard remaining > .zero, try SocketIO.waitUntilReadable(fd, timeout: remaining) else {
-                    throw TransportError.timedOut(operation: "test receive")
+                    throw EndpointMuxError.timedOut(operation: "test receive")
                 }
                 var chunk = [UInt8](repeating: 0, count: 65_536)
                 let before = queue.count

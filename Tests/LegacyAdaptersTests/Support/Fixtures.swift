@@ -1,4 +1,5 @@
 import CSocketShims
+@_spi(Internals) import EndpointMux
 import Foundation
 import Testing
 @testable import LegacyAdapters
@@ -150,7 +151,7 @@ func receiveLog(
     defer { buffer.deallocate() }
     while untilEndOfFile || log.bytes.count < byteCount || queue.count < fdCount {
         guard try SocketIO.waitUntilReadable(fd, timeout: timeout) else {
-            throw TransportError.timedOut(operation: "test receive")
+            throw EndpointMuxError.timedOut(operation: "test receive")
         }
         let before = queue.count
         switch try receiver.receive(from: fd, into: buffer, fileDescriptors: &queue) {
@@ -160,7 +161,7 @@ func receiveLog(
         case .endOfFile:
             #expect(queue.count == before, "descriptors arrived with end of file")
             log.sawEndOfFile = true
-            guard untilEndOfFile else { throw TransportError.peerClosed }
+            guard untilEndOfFile else { throw EndpointMuxError.peerClosed }
         case .wouldBlock:
             continue
         }
