@@ -54,7 +54,8 @@ if selfTest {
         let verified = try ProbeClient.probe(socketPath: socketPath, timeout: .seconds(10))
         let reply = try FrameClient(socketPath: socketPath).request(lane: 0xF0B7, payload: Array("ping".utf8))
         var passed = FileDescriptorQueue()  // two fds passed with a control request: the answer counts them
-        passed.append(takingRawValues: [open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY)])
+        passed.append(OwnedFileDescriptor(taking: open("/dev/null", O_RDONLY)))
+        passed.append(OwnedFileDescriptor(taking: open("/dev/null", O_RDONLY)))
         let answer = try await ControlClient(socketPath: socketPath).call("count", fileDescriptors: passed)
         let counted = answer.response.outcome == .result(.number(JSONNumber(2)))
         print(

@@ -2,6 +2,9 @@
 // A package outside the SDK that depends on it by path, as an adopter's would: it builds
 // and runs the README's getting-started example (`scripts/getting-started.sh`). The lines
 // between the snippet markers are the README's and the Getting Started article's copy.
+// It also builds the docs' other examples (Sources/* are symbolic links to Examples/*):
+// from outside the SDK only its public API is visible, so an example that needs a
+// `package` or internal declaration fails here even though it compiles inside the SDK.
 import PackageDescription
 
 // snippet:begin package-manifest
@@ -22,3 +25,29 @@ let package = Package(
     ]
 )
 // snippet:end
+
+package.dependencies.append(.package(url: "https://github.com/apple/swift-nio", from: "2.101.2"))
+package.targets +=
+    [
+        .executableTarget(
+            name: "async-example",
+            dependencies: [
+                .product(name: "EndpointMux", package: "EndpointMux"),
+                .product(name: "LegacyAdapters", package: "EndpointMux"),
+            ],
+            path: "Sources/async-example"
+        )
+    ]
+    + ["nio-bootstrap-example", "nio-async-channel-example"].map { name in
+        .executableTarget(
+            name: name,
+            dependencies: [
+                .product(name: "EndpointMux", package: "EndpointMux"),
+                .product(name: "LegacyAdapters", package: "EndpointMux"),
+                .product(name: "LegacyAdaptersNIO", package: "EndpointMux"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/\(name)"
+        )
+    }
