@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh --interop
 scripts/generate-protos.sh --check
+# The public API must match the committed listing (api/public-api.txt).
+scripts/api.sh --check
 swift build -c release --product muxctl
 export ENDPOINTMUX_MUXCTL="$root/.build/release/muxctl"
 export ENDPOINTMUX_PYTHON="$root/.venv-interop/bin/python3"

@@ -275,10 +275,4 @@ do {
             blackHole(view.payloadRange.count)
         }
     }
-    _ = bytes.withUnsafeBytes { raw in
-        Bench.run("diag.header.64B") {
-            guard let h = try? V1Framing.readHeader(raw) else { fatalError() }
-            blackHole(h)
-        }
-    }
 }

@@ -41,7 +41,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     package var legacyExecutableSHA256: [UInt8]
 
     /// Creates an identity from its parts.
-    package init(
+    @_spi(Internals) public init(
         pid: UInt32,
         executablePath: String,
         executableHash: [UInt8],
@@ -141,7 +141,7 @@ public struct DaemonIdentity: Hashable, Sendable {
     public var executableHashHex: String { Self.hex(executableHash) }
 
     /// Lower-case hex of `bytes`.
-    package static func hex(_ bytes: [UInt8]) -> String {
+    @_spi(Internals) public static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)

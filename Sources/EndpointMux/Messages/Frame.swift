@@ -165,7 +165,7 @@ public struct Frame: Hashable, Sendable {
     /// (geometric) growth of `buffer`.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the
     ///   cap; `buffer` is then unchanged.
-    package func encode(
+    @_spi(Internals) public func encode(
         into buffer: inout [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
     ) throws(FramingError) {
         if Self.bothEmpty(traceparent, tracestate) {

@@ -298,7 +298,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     /// Compact JSON text in UTF-8: no whitespace, members in order, numbers as written,
     /// strings with `"`, `\` and control characters escaped (`\b \f \n \r \t`, else
     /// `\u00xx`) and everything else, non-ASCII included, written as UTF-8.
-    package func serialized() -> [UInt8] {
+    @_spi(Internals) public func serialized() -> [UInt8] {
         var bytes: [UInt8] = []
         serialize(into: &bytes)
         return bytes
@@ -311,7 +311,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
 
     /// Appends the compact text of ``serialized()`` to `bytes`. Recurses once per level
     /// of nesting.
-    package func serialize(into bytes: inout [UInt8]) {
+    @_spi(Internals) public func serialize(into bytes: inout [UInt8]) {
         switch self {
         case .null:
             bytes.append(contentsOf: "null".utf8)

@@ -82,7 +82,7 @@ public struct EndpointMux: Sendable {
     ///     for theirs).
     ///   - endOfInput: the peer has ended the stream.
     /// - Throws: ``MuxError``; every error means "send the epitaph and close".
-    package func poll(
+    @_spi(Internals) public func poll(
         _ buffer: UnsafeRawBufferPointer, queuedFileDescriptors: Int = 0, endOfInput: Bool = false
     ) throws(MuxError) -> MuxVerdict {
         // Fast path for the per-frame hot loop: no detector and a v1 frame at the front.
@@ -94,7 +94,7 @@ public struct EndpointMux: Sendable {
     }
 
     /// Decides what the front of `bytes` is; see ``poll(_:queuedFileDescriptors:endOfInput:)-(UnsafeRawBufferPointer,_,_)``.
-    package func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
+    @_spi(Internals) public func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(MuxError) in
                 try poll(raw, queuedFileDescriptors: queuedFileDescriptors, endOfInput: endOfInput)
