@@ -28,16 +28,16 @@ let package = Package(
 
 package.dependencies.append(.package(url: "https://github.com/apple/swift-nio", from: "2.101.2"))
 package.targets +=
-    [
+    ["retrofit-example", "async-example"].map { name in
         .executableTarget(
-            name: "async-example",
+            name: name,
             dependencies: [
                 .product(name: "EndpointMux", package: "EndpointMux"),
                 .product(name: "LegacyAdapters", package: "EndpointMux"),
             ],
-            path: "Sources/async-example"
+            path: "Sources/\(name)"
         )
-    ]
+    }
     + ["nio-bootstrap-example", "nio-async-channel-example"].map { name in
         .executableTarget(
             name: name,
