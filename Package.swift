@@ -25,7 +25,11 @@ let package = Package(
         .target(
             name: "CProtobuf",
             dependencies: ["CProtobufC"],
-            cSettings: [.define("NDEBUG", .when(configuration: .release))]
+            cSettings: [
+                .define("NDEBUG", .when(configuration: .release)),
+                // Includes the system header, or names libprotobuf-c-dev when it is missing.
+                .headerSearchPath("missing-library"),
+            ]
         ),
         // The system library libprotobuf-c (build: libprotobuf-c-dev; run: libprotobuf-c1).
         .systemLibrary(
@@ -90,6 +94,35 @@ let package = Package(
             path: "Examples/retrofit",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The docs' other examples (README, DocC articles), compiled so they cannot rot; each
+        // runs briefly with `--self-test` (serves a temporary socket, probes it, exits 0).
+        .executableTarget(
+            name: "async-example",
+            dependencies: ["EndpointMux", "LegacyAdapters"],
+            path: "Examples/async",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "nio-bootstrap-example",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Examples/nio-bootstrap",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "nio-async-channel-example",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Examples/nio-async-channel",
+            swiftSettings: strict
+        ),
+        // Examples/getting-started is a package of its own (scripts/getting-started.sh).
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
         .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
         .testTarget(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what is missing, checks the committed
 # protobuf-c output is fresh, builds the release muxctl the interop tests drive, and runs
-# every test (unit, socket, fd-passing and interop against running-process from PyPI).
+# every test (unit, socket, fd-passing and interop against running-process from PyPI); then
+# the adopter's view: the getting-started package built by path, the missing-library message,
+# the compiled examples' self-tests and the DocC catalogs (warnings are errors).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,4 +23,11 @@ if [ $# -gt 0 ]; then
 else
   swift test --skip-build --no-parallel --filter LegacyAdaptersTests
   swift test --skip-build --no-parallel --skip LegacyAdaptersTests
+  scripts/check-missing-protobuf-c.sh
+  scripts/getting-started.sh
+  scripts/check-examples-public.sh  # the docs' examples, built from outside the SDK; their self-tests
+  # The catalogs must be clean; the sources' doc comments still have broken links (fixed on
+  # main with the public-API work): drop --allow-source-warnings once `scripts/docs.sh` passes.
+  scripts/docs.sh --allow-source-warnings
+  # scripts/format.sh --check  # enabled after the tree is formatted (scripts/format.sh)
 fi
