@@ -113,7 +113,8 @@ let package = Package(
         .executableTarget(
             name: "lifecycle-example",
             dependencies: ["EndpointMux", "LegacyAdapters", "EndpointMuxServiceLifecycle",
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")],
             path: "Examples/lifecycle",
             swiftSettings: strict
         ),
