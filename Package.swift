@@ -146,7 +146,7 @@ let package = Package(
             dependencies: [
                 "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO", "EndpointMuxServiceLifecycle",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
