@@ -84,7 +84,8 @@ import Testing
         let open = metrics.meters(label: "endpointmux_connections_open", dimensions: service)
         #expect(open.count == 1)
         #expect(open.first?.lastValue == 0)
-        #expect(open.first.map { $0.values.max() ?? 0 } == 1)  // one client at a time
+        // Each client's close reaches the server after the next one connected, at most.
+        #expect(open.first.map { (1...2).contains($0.values.max() ?? 0) } == true)
 
         // Stopping: a connected client gets UNAVAILABLE (counted), a later one is refused.
         let last = try RawClient(path: path)
