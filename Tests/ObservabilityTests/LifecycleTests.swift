@@ -52,4 +52,23 @@ import Testing
         try await running.value
         #expect(access(path, F_OK) != 0)
     }
+
+    @Test(.timeLimit(.minutes(1)))
+    func theBrokerServiceStopsOnGracefulShutdown() async throws {
+        let path = temporarySocketPath("lifecycle-broker")
+        let capture = LogCapture()
+        let broker = try BrokerServer(name: "obs-broker", socketPath: path, policy: BrokerPolicy(), logger: capture.logger())
+        let group = ServiceGroup(services: [BrokerServerService(broker, drainTimeout: .milliseconds(300))],
+                                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let running = Task { try await group.run() }
+        let client = try RawClient(path: path)
+        client.write(try ProbeRequest.random().frame.encoded())
+        #expect(client.readFrame()?.payloadProtocol == 0xB232)  // served (a probe answer)
+        await group.triggerGracefulShutdown()
+        #expect(client.readFrame().flatMap { Epitaph(v1Frame: $0) }?.status == .unavailable)
+        #expect(client.readsEndOfFile())
+        try await running.value
+        #expect(access(path, F_OK) != 0, "the socket is removed")
+        #expect(capture.all.contains { $0.message.hasPrefix("broker stopping") && $0.level == .notice })
+    }
 }
