@@ -1,7 +1,7 @@
 public import LegacyAdapters
 public import ServiceLifecycle
 
-/// A ``LegacyAdapters/ServiceServer`` as a swift-service-lifecycle `Service`, for a
+/// A `ServiceServer` (module `LegacyAdapters`) as a swift-service-lifecycle `Service`, for a
 /// `ServiceGroup`:
 ///
 /// ```swift
@@ -16,7 +16,7 @@ public import ServiceLifecycle
 /// - The server serves from its `init` (it is bound and answering before the group
 ///   starts); ``run()`` owns its **end**: it suspends until the group's graceful shutdown
 ///   (or the task's cancellation), then stops the server with
-///   ``LegacyAdapters/ServiceServer/shutdown(drainTimeout:)``: no more connections are
+///   `ServiceServer.shutdown(drainTimeout:)`: no more connections are
 ///   accepted, every connected client gets an `UNAVAILABLE` epitaph and is drained within
 ///   ``drainTimeout`` (plus 500 ms for connections that do not close), the identity file
 ///   and the socket are removed, and ``run()`` returns.
@@ -45,7 +45,7 @@ public struct ServiceServerService: Service {
     }
 }
 
-/// A ``LegacyAdapters/BrokerServer`` as a swift-service-lifecycle `Service`, with the same
+/// A `BrokerServer` (module `LegacyAdapters`) as a swift-service-lifecycle `Service`, with the same
 /// contracts as ``ServiceServerService``: ``run()`` suspends until graceful shutdown or
 /// cancellation, then stops the broker (clients get an `UNAVAILABLE` epitaph and are
 /// drained within ``drainTimeout``; listeners and connects in progress are closed; the

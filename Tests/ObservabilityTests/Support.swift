@@ -80,6 +80,26 @@ final class RawClient {
         fd = try UnixSocket.connect(to: path).release()
     }
 
+    /// A client on a socket not connected yet (see ``connect(to:)``).
+    init(taking fd: Int32) { self.fd = fd }
+
+    /// Connects to `path`; false on failure.
+    func connect(to path: String) -> Bool {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        return result == 0
+    }
+
     deinit { close(fd) }
 
     func write(_ bytes: [UInt8]) {
