@@ -13,12 +13,16 @@ let package = Package(
         .library(name: "EndpointMux", targets: ["EndpointMux"]),
         .library(name: "LegacyAdapters", targets: ["LegacyAdapters"]),
         .library(name: "LegacyAdaptersNIO", targets: ["LegacyAdaptersNIO"]),
+        .library(name: "EndpointMuxServiceLifecycle", targets: ["EndpointMuxServiceLifecycle"]),
         .executable(name: "muxctl", targets: ["muxctl"]),
         .executable(name: "kvd", targets: ["kvd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // protoc-c output for Protos/*.proto (generated; scripts/generate-protos.sh).
@@ -45,16 +49,31 @@ let package = Package(
         .target(name: "CBLAKE3SIMD"),
         // The sans-IO core: framing, messages, identity, the mux decision.
         .target(name: "EndpointMux", dependencies: ["CProtobuf", "CBLAKE3SIMD"], swiftSettings: strict),
+        // What the adapters log (swift-log) and count (swift-metrics); package-level only.
+        .target(
+            name: "EndpointMuxObservation",
+            dependencies: ["EndpointMux", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
         // Everything that touches a file descriptor.
         .target(
             name: "LegacyAdapters",
-            dependencies: ["EndpointMux", "CSocketShims"],
+            dependencies: ["EndpointMux", "CSocketShims", "EndpointMuxObservation",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // ServiceServer and BrokerServer as swift-service-lifecycle services (opt-in product).
+        .target(
+            name: "EndpointMuxServiceLifecycle",
+            dependencies: ["LegacyAdapters", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strict
         ),
         // The SwiftNIO front handler; NIO stays out of LegacyAdapters and muxctl.
         .target(
             name: "LegacyAdaptersNIO",
-            dependencies: ["EndpointMux", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["EndpointMux", "EndpointMuxObservation", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -123,6 +142,15 @@ let package = Package(
             swiftSettings: strict
         ),
         // Examples/getting-started is a package of its own (scripts/getting-started.sh).
+        // A ServiceGroup running ServiceServer until SIGTERM (the lifecycle test drives it).
+        .executableTarget(
+            name: "lifecycle-example",
+            dependencies: ["EndpointMux", "LegacyAdapters", "EndpointMuxServiceLifecycle",
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Examples/lifecycle",
+            swiftSettings: strict
+        ),
         .testTarget(name: "EndpointMuxTests", dependencies: ["EndpointMux", "CProtobuf"], swiftSettings: strict),
         .testTarget(name: "LegacyAdaptersTests", dependencies: ["LegacyAdapters", "EndpointMux", "CSocketShims"], swiftSettings: strict),
         .testTarget(
@@ -143,6 +171,19 @@ let package = Package(
                 "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        // swift-log / swift-metrics / swift-service-lifecycle over real unix sockets.
+        .testTarget(
+            name: "ObservabilityTests",
+            dependencies: [
+                "EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO", "EndpointMuxServiceLifecycle",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict),
         // Real peers: running-process from PyPI and the release muxctl (scripts/test.sh prepares both).

@@ -1,4 +1,6 @@
 @_spi(Internals) public import EndpointMux
+import EndpointMuxObservation
+public import Logging
 public import NIOCore
 
 /// How ``EndpointMuxHandler`` and ``EndpointMuxDecoder`` treat bytes that belong to the
@@ -102,8 +104,20 @@ public struct EndpointMuxConfiguration: Sendable {
     /// daemon's, through ``EndpointMuxHandler``) wait unwritten, the engine stops deciding
     /// input and the handler stops reading the socket. 1 MiB by default.
     public var maxQueuedOutputByteCount: Int
+    /// Where connection ends (with their reason: the epitaph's status and reason, the
+    /// peer's end of input, a timeout) and epitaphs are logged: `notice` for failures,
+    /// `debug` otherwise. `nil` (the default): nothing is logged or built.
+    public var logger: Logger?
+    /// The swift-metrics objects, made once by ``init(legacyMode:acceptsControlMessages:epitaphLane:maxLegacyMessageByteCount:drainTimeout:idleTimeout:partialMessageTimeout:maxQueuedOutputByteCount:logger:metricsDimensions:)``
+    /// and shared by every handler given this configuration (or a copy).
+    let metrics: MuxMetrics
 
     /// Creates a configuration; the defaults match the POSIX adapter's.
+    ///
+    /// It also creates the connection metrics (the names are in docs/DESIGN.md), each with
+    /// `metricsDimensions`, from the `MetricsSystem` backend bootstrapped by then (none:
+    /// no-ops): create one configuration and share it between channels rather than one
+    /// per channel.
     public init(
         legacyMode: EndpointMuxLegacyMode = .reject,
         acceptsControlMessages: Bool? = nil,
@@ -112,7 +126,9 @@ public struct EndpointMuxConfiguration: Sendable {
         drainTimeout: TimeAmount = .milliseconds(200),
         idleTimeout: TimeAmount? = nil,
         partialMessageTimeout: TimeAmount? = .seconds(30),
-        maxQueuedOutputByteCount: Int = 1024 * 1024
+        maxQueuedOutputByteCount: Int = 1024 * 1024,
+        logger: Logger? = nil,
+        metricsDimensions: [(String, String)] = []
     ) {
         self.legacyMode = legacyMode
         self.acceptsControlMessages = acceptsControlMessages
@@ -122,6 +138,8 @@ public struct EndpointMuxConfiguration: Sendable {
         self.idleTimeout = idleTimeout
         self.partialMessageTimeout = partialMessageTimeout
         self.maxQueuedOutputByteCount = max(0, maxQueuedOutputByteCount)
+        self.logger = logger
+        self.metrics = MuxMetrics(dimensions: metricsDimensions)
     }
 
     /// The engine's options for one connection; `log` carries the `ByteBuffer` form's

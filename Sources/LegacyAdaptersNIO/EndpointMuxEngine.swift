@@ -1,4 +1,5 @@
 @_spi(Internals) import EndpointMux
+import EndpointMuxObservation
 import NIOCore
 
 /// Executes one connection's ``ConnectionStateMachine`` on a SwiftNIO channel, for
@@ -38,6 +39,8 @@ final class EndpointMuxEngine {
     /// Handler: a `read()` held while the machine does not want input.
     private var heldRead = false
     private var previousHalfClosure: Bool?
+    /// Counts and logs the connection (metrics always; logs with the configuration's logger).
+    private var observer: ConnectionObserver?
 
     init(mux: EndpointMux, configuration: EndpointMuxConfiguration, host: Host) {
         var mux = mux
@@ -49,6 +52,8 @@ final class EndpointMuxEngine {
         self.base = now
         self.last = now
         self.machine = ConnectionStateMachine(mux: mux, options: configuration.connectionOptions(log: log), now: now)
+        self.observer = ConnectionObserver(telemetry: MuxTelemetry(logger: configuration.logger, metrics: configuration.metrics),
+                                           connection: "channel")
     }
 
     // MARK: - Time
@@ -91,6 +96,7 @@ final class EndpointMuxEngine {
         timerDeadline = nil
         context = nil
         if phase == .active { phase = .closed }
+        observer?.released()
     }
 
     /// Handler: bytes read from the socket; the machine takes them while it wants input.
@@ -251,6 +257,7 @@ final class EndpointMuxEngine {
 
     private func drainActions(_ context: ChannelHandlerContext) {
         while let action = machine.nextAction() {
+            observer?.observe(action)
             switch action {
             case let .deliver(event):
                 deliver(event, context: context)
@@ -277,6 +284,10 @@ final class EndpointMuxEngine {
                 }
                 context.close(mode: .output, promise: shutdown)
             }
+        }
+        if var observer {
+            observer.flush(machine.takeObservations())
+            self.observer = observer
         }
     }
 

@@ -134,6 +134,23 @@ package struct ConnectionStateMachine: Sendable {
     /// for them, and past ``ConnectionOptions/maxOutstandingWork`` nothing more is decided.
     private(set) package var outstandingWork = 0
 
+    /// What the machine did on its own since ``takeObservations()`` was last called, for
+    /// adapters that log and count it (they observe; the machine decided).
+    package struct Observations: Sendable {
+        /// Identity probes answered (the answers are in `.write` actions).
+        package var probesAnswered = 0
+        /// The epitaph queued for the peer, if one was (none for legacy peers).
+        package var epitaph: Epitaph?
+    }
+    private var observations = Observations()
+
+    /// Returns what was observed since the last call and starts counting afresh (one
+    /// in-place access; adapters call it once per batch of actions).
+    package mutating func takeObservations() -> Observations {
+        defer { observations = Observations() }
+        return observations
+    }
+
     /// A machine for a new connection at `now`.
     package init(mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(), now: ContinuousClock.Instant) {
         self.mux = mux
@@ -572,6 +589,7 @@ package struct ConnectionStateMachine: Sendable {
                 guard decideLegacy(now: now) else { return }
             case let .probeAnswered(reply, consumed):
                 queueWrite(reply)
+                observations.probesAnswered += 1
                 input.consume(consumed)
             case let .payload(view, consumed):
                 if consumed == input.count, view.payloadRange.count >= Frame.separatePayloadByteCount {
@@ -736,8 +754,10 @@ package struct ConnectionStateMachine: Sendable {
                 let notification = ControlNotification.epitaph(
                     status: Int(epitaph.status.rawValue), code: jsonRPCCode, reason: epitaph.reason)
                 queueWrite(ControlMessage.notification(notification).encoded())
+                observations.epitaph = epitaph
             } else if let bytes = try? epitaph.v1Frame(lane: options.epitaphLane).encoded() {
                 queueWrite(bytes)
+                observations.epitaph = epitaph
             }
         }
         state = .closing(end)

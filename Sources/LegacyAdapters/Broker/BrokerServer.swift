@@ -1,5 +1,7 @@
 import CSocketShims
 @_spi(Internals) public import EndpointMux
+import EndpointMuxObservation
+public import Logging
 import Glibc
 
 /// A capability broker on a Unix socket: clients ask it over the JSON-FD control channel to
@@ -30,10 +32,13 @@ public final class BrokerServer: Sendable {
     ///   - policy: what clients may do (default deny).
     ///   - identity: what probe answers prove; `nil` builds this process's identity for
     ///     `name` (hashing the executable).
+    ///   - logger: where client connection ends (with their reason), epitaphs and refused
+    ///     accepts are logged (see ``ConnectionTelemetry``); `nil`, the default, logs
+    ///     nothing. Metrics carry the dimension `service` = `name`.
     /// - Throws: ``EndpointMuxError``.
     public init(
         name: String = "netbroker", socketPath: String, policy: BrokerPolicy, limits: BrokerLimits = BrokerLimits(),
-        identity: DaemonIdentity? = nil, options: ConnectionOptions = ConnectionOptions()
+        identity: DaemonIdentity? = nil, options: ConnectionOptions = ConnectionOptions(), logger: Logger? = nil
     ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", path: "", errno: EMFILE)
@@ -62,7 +67,8 @@ public final class BrokerServer: Sendable {
         self.socketPath = socketPath
         self.mux = mux
         self.state = BrokerState(loop: group.next(), mux: mux, options: options,
-                                 machine: BrokerStateMachine(policy: policy, limits: limits), pool: pool)
+                                 machine: BrokerStateMachine(policy: policy, limits: limits), pool: pool,
+                                 telemetry: ConnectionTelemetry(logger: logger, metricsDimensions: [("service", name)]))
         state.start(listener: listener.release())
     }
 
@@ -100,6 +106,23 @@ public final class BrokerServer: Sendable {
         unlink(socketPath)
     }
 
+    /// ``stop(drainTimeout:)`` without blocking the caller's thread: the stop runs on a
+    /// thread of the broker's own while the caller suspends. Same contracts (idempotent;
+    /// the drain is bounded by `drainTimeout`, and cancelling the caller does not shorten it).
+    public func shutdown(drainTimeout: Duration = .seconds(1)) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            do {
+                try OwnedThread.detached { [self] in
+                    stop(drainTimeout: drainTimeout)
+                    continuation.resume()
+                }
+            } catch {
+                stop(drainTimeout: drainTimeout)  // no thread: the only blocking fallback
+                continuation.resume()
+            }
+        }
+    }
+
     deinit { stop() }
 }
 
@@ -112,6 +135,7 @@ final class BrokerState: @unchecked Sendable {
     let loop: MuxEventLoop
     let mux: EndpointMux
     let options: ConnectionOptions
+    let telemetry: ConnectionTelemetry
     private var machine: BrokerStateMachine
 
     private let lock = NSLockLike()
@@ -133,8 +157,10 @@ final class BrokerState: @unchecked Sendable {
     /// Opens kernel listeners (bind can be slow; see ``perform(_:now:)``).
     private let pool: WorkerPool
 
-    init(loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine, pool: WorkerPool) {
+    init(loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine, pool: WorkerPool,
+         telemetry: ConnectionTelemetry) {
         self.pool = pool
+        self.telemetry = telemetry
         self.loop = loop
         self.mux = mux
         self.options = options
@@ -170,13 +196,15 @@ final class BrokerState: @unchecked Sendable {
     /// A client connected (loop thread).
     func adopt(_ fd: Int32) {
         guard !isStopping else {
+            telemetry.telemetry.acceptRefused(.shuttingDown, listener: "broker")
             _ = close(fd)
             return
         }
         let client = BrokerClientID(nextClient)
         nextClient += 1
         let uid = peerUID(fd) ?? UInt32.max
-        let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options) { [self] _, events in
+        let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options,
+                                        telemetry: telemetry) { [self] _, events in
             handle(events, from: client)
         }
         clients[client] = connection
@@ -364,6 +392,7 @@ final class BrokerState: @unchecked Sendable {
     func shutdown(drainTimeout: Duration) {
         let done = DispatchSemaphoreLike()
         let hadClients = LockedFlag()
+        telemetry.logger?.notice("broker stopping: UNAVAILABLE epitaph to every client")
         loop.execute { [self] in
             if let acceptor {
                 acceptor.finish()
@@ -458,8 +487,12 @@ final class BrokerAcceptor: LoopSource, @unchecked Sendable {
             case let .accepted(fd): state.adopt(fd)
             case .outOfResources:
                 pausedUntil = now + Acceptor.backoff
+                state.telemetry.telemetry.acceptRefused(.outOfResources, errno: errno, listener: "broker")
                 return
-            case .empty, .failed:
+            case let .failed(code):
+                state.telemetry.telemetry.acceptRefused(.failed, errno: code, listener: "broker")
+                return
+            case .empty:
                 return
             }
         }

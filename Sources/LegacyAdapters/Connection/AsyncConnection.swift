@@ -84,9 +84,12 @@ public final class AsyncConnection: Sendable {
 
     /// Starts serving the connected socket `fileDescriptor`, which the connection now owns
     /// (made non-blocking; closed by the library when the connection ends).
+    /// - Parameter telemetry: where the connection is logged and counted (share one per
+    ///   configuration); `nil`, the default, logs and counts nothing.
     /// - Throws: ``EndpointMuxError`` when the event loops could not be started.
     public init(taking fileDescriptor: consuming OwnedFileDescriptor, mux: EndpointMux,
-                options: ConnectionOptions = ConnectionOptions()) throws(EndpointMuxError) {
+                options: ConnectionOptions = ConnectionOptions(),
+                telemetry: ConnectionTelemetry? = nil) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", errno: EMFILE)
         }
@@ -95,8 +98,8 @@ public final class AsyncConnection: Sendable {
         let consumer = Consumer()
         var options = options
         options.streamsAfterTakeover = true  // the daemon cannot read the socket: the connection does
-        let connection = LoopConnection(taking: fileDescriptor.release(), loop: loop, mux: mux, options: options) {
-            connection, events in
+        let connection = LoopConnection(taking: fileDescriptor.release(), loop: loop, mux: mux, options: options,
+                                        telemetry: telemetry) { connection, events in
             for event in events {
                 if event.isClosed {
                     continuation.yield(event)

@@ -1,5 +1,6 @@
 import CSocketShims
 @_spi(Internals) public import EndpointMux
+import EndpointMuxObservation
 import Glibc
 
 /// Serves one connection over a socket the daemon owns, inside the daemon's own poll loop.
@@ -57,6 +58,8 @@ public final class ConnectionDriver {
     /// The machine's actions being executed (storage reused between batches).
     private var batch: [ConnectionStateMachine.Action] = []
     private var transportError: EndpointMuxError?
+    /// Counts and logs what this connection does (nil: no telemetry, nothing to pay).
+    private var observer: ConnectionObserver?
 
     /// `recvmsg` calls per ``handle(revents:now:)`` at most (then poll again; level-triggered).
     /// Reading stops earlier at a short read: the socket had no more then.
@@ -64,13 +67,20 @@ public final class ConnectionDriver {
 
     /// Creates a driver for a connected stream socket the daemon owns (blocking or not:
     /// the driver never waits on it).
+    /// - Parameter telemetry: where the connection is logged and counted (share one per
+    ///   configuration); `nil`, the default, logs and counts nothing.
     public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
-                now: ContinuousClock.Instant = .now) {
+                now: ContinuousClock.Instant = .now, telemetry: ConnectionTelemetry? = nil) {
         self.fileDescriptor = fileDescriptor
         var machine = ConnectionStateMachine(mux: mux, options: options, now: now)
         self.current = machine.status()
         self.machine = machine
+        if let telemetry {
+            observer = ConnectionObserver(telemetry: telemetry.telemetry, connection: "fd \(fileDescriptor)")
+        }
     }
+
+    deinit { observer?.released() }
 
     /// What to wait for before the next ``handle(revents:now:)``: readability,
     /// writability, and the latest instant to call (``ConnectionInterest/pollEvents`` and
@@ -278,6 +288,11 @@ public final class ConnectionDriver {
     private func execute() {
         machine.swapActions(&batch)
         statusIsStale = true  // every change of the machine ends here
+        if var observer {
+            for action in batch { observer.observe(action) }
+            observer.flush(machine.takeObservations(), transportError: transportError?.description)
+            self.observer = observer
+        }
         for action in batch {
             switch action {
             case let .deliver(event):

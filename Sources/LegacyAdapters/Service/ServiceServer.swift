@@ -1,5 +1,7 @@
 @_spi(Internals) public import EndpointMux
+import EndpointMuxObservation
 import Glibc
+public import Logging
 
 /// A ready-made service on a Unix socket it owns: binds like running-process's
 /// ServiceServer, publishes the identity file, and serves every connection with the
@@ -37,7 +39,11 @@ public final class ServiceServer: Sendable {
     /// Binds `socketPath`, establishes this process's identity for `namespaceID`, writes
     /// `identityPath` (if any) atomically, and starts serving.
     /// - Parameter workerThreads: threads for control handlers (at least 1).
-    /// - Throws: ``EndpointMuxError`` (e.g. ``EndpointMuxError/alreadyRunning(name:path:)``).
+    /// - Parameter logger: where connection ends (with their reason), epitaphs and refused
+    ///   accepts are logged (see ``ConnectionTelemetry``); `nil`, the default, logs nothing.
+    ///   The server's metrics (dimension `service` = `name`) are created here, from the
+    ///   `MetricsSystem` backend bootstrapped by then (none: no-ops).
+    /// - Throws: ``EndpointMuxError`` (e.g. code ``EndpointMuxError/Code/alreadyRunning``).
     public init(
         name: String,
         socketPath: String,
@@ -45,6 +51,7 @@ public final class ServiceServer: Sendable {
         servedProtocols: [PayloadProtocol],
         limits: MuxLimits = MuxLimits(),
         options: ConnectionOptions = ConnectionOptions(),
+        logger: Logger? = nil,
         workerThreads: Int = 2,
         controlHandler: ControlHandler? = nil,
         handler: @escaping RequestHandler
@@ -75,9 +82,10 @@ public final class ServiceServer: Sendable {
         self.socketPath = socketPath
         self.identityPath = identityPath
         self.mux = mux
+        let telemetry = ConnectionTelemetry(logger: logger, metricsDimensions: [("service", name)])
         self.state = ServiceState(group: group, mux: mux, options: options, pool: pool, handler: handler,
-                                  controlHandler: controlHandler)
-        state.start(listener: listener.release())
+                                  controlHandler: controlHandler, telemetry: telemetry)
+        state.start(listener: listener.release(), name: socketPath)
     }
 
     /// Stops serving: no more connections are accepted, connected peers get an
@@ -87,6 +95,24 @@ public final class ServiceServer: Sendable {
     public func stop(drainTimeout: Duration = .seconds(1)) {
         guard state.beginStop() else { return }
         state.closeEverything(drainTimeout: drainTimeout)
+        if let identityPath { IdentityFile.remove(at: identityPath) }
+        unlink(socketPath)
+    }
+
+    /// Stops serving as ``stop(drainTimeout:)`` does — no more connections are accepted,
+    /// every connected peer gets an ``EpitaphStatus/unavailable`` epitaph and is drained,
+    /// then the identity file and the socket are removed — but without blocking a thread:
+    /// it suspends until the last connection closed (or `drainTimeout` plus 500 ms passed;
+    /// connections still open then are left to close on their loops) and the control
+    /// handlers' worker threads ended (joined on a thread of the server's own).
+    ///
+    /// Contracts: idempotent and safe to call with ``stop(drainTimeout:)`` (only the
+    /// first call of either stops; later calls return at once, possibly before the first
+    /// finished). The drain completes even if the calling task is cancelled: cancellation
+    /// does not shorten it (the deadline does).
+    public func shutdown(drainTimeout: Duration = .seconds(1)) async {
+        guard state.beginStop() else { return }
+        await state.closeEverything(drainTimeout: drainTimeout)
         if let identityPath { IdentityFile.remove(at: identityPath) }
         unlink(socketPath)
     }
@@ -102,25 +128,32 @@ private final class ServiceState: @unchecked Sendable {
     let pool: WorkerPool?
     let handler: ServiceServer.RequestHandler
     let controlHandler: ServiceServer.ControlHandler?
+    let telemetry: ConnectionTelemetry
     private let lock = NSLockLike()
     private var stopped = false
     private var listener: ServiceListener?
     private var connections: [ObjectIdentifier: LoopConnection] = [:]
     private let allClosed = DispatchSemaphoreLike()
+    /// Called (once) when the last connection closed after the stop began.
+    private var allClosedWaiters: [@Sendable () -> Void] = []
 
     init(group: MuxEventLoopGroup, mux: EndpointMux, options: ConnectionOptions, pool: WorkerPool?,
-         handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?) {
+         handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?,
+         telemetry: ConnectionTelemetry) {
         self.group = group
         self.mux = mux
         self.options = options
         self.pool = pool
         self.handler = handler
         self.controlHandler = controlHandler
+        self.telemetry = telemetry
     }
 
-    func start(listener fd: Int32) {
+    func start(listener fd: Int32, name: String) {
         let loop = group.next()
-        let listener = ServiceListener(fileDescriptor: fd) { [self] accepted in adopt(accepted) }
+        let listener = ServiceListener(fileDescriptor: fd, name: name, telemetry: telemetry.telemetry) { [self] accepted in
+            adopt(accepted)
+        }
         listener.loop = loop
         lock.withLock { self.listener = listener }
         loop.execute { loop.register(listener) }
@@ -137,7 +170,8 @@ private final class ServiceState: @unchecked Sendable {
     private func adopt(_ fd: Int32) {
         let loop = group.next()
         loop.execute { [self] in
-            let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options) { [self] connection, events in
+            let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options,
+                                            telemetry: telemetry) { [self] connection, events in
                 handle(events, on: connection)
             }
             let refused = lock.withLock { () -> Bool in
@@ -147,6 +181,7 @@ private final class ServiceState: @unchecked Sendable {
             }
             loop.register(connection)
             if refused {
+                telemetry.telemetry.acceptRefused(.shuttingDown, listener: "fd \(fd)")
                 connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
             }
         }
@@ -184,12 +219,17 @@ private final class ServiceState: @unchecked Sendable {
                 continue  // not produced in the service's .reject legacy mode
             case .closed:
                 let key = ObjectIdentifier(connection)
-                let last = lock.withLock { () -> Bool in
+                let (last, waiters) = lock.withLock { () -> (Bool, [@Sendable () -> Void]) in
                     connections[key] = nil
                     controlWork[key] = nil
-                    return stopped && connections.isEmpty
+                    guard stopped && connections.isEmpty else { return (false, []) }
+                    defer { allClosedWaiters = [] }
+                    return (true, allClosedWaiters)
                 }
-                if last { allClosed.signal() }
+                if last {
+                    allClosed.signal()
+                    for waiter in waiters { waiter() }
+                }
             }
         }
     }
@@ -211,6 +251,50 @@ private final class ServiceState: @unchecked Sendable {
     }
 
     func closeEverything(drainTimeout: Duration) {
+        if !closeConnections().isEmpty {
+            _ = allClosed.wait(timeout: drainTimeout + .milliseconds(500))
+        }
+        pool?.stop()
+    }
+
+    /// ``closeEverything(drainTimeout:)`` without blocking: suspends until the last
+    /// connection closed or the deadline, then until the worker threads ended.
+    func closeEverything(drainTimeout: Duration) async {
+        if !closeConnections().isEmpty {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let once = ResumeOnce(continuation)
+                let done = lock.withLock { () -> Bool in
+                    if connections.isEmpty { return true }
+                    allClosedWaiters.append { once.resume() }
+                    return false
+                }
+                if done {
+                    once.resume()
+                } else {
+                    // Not inheriting the caller's cancellation: the drain runs to its deadline.
+                    once.timer = Task {
+                        try? await Task.sleep(for: drainTimeout + .milliseconds(500))
+                        once.resume()
+                    }
+                }
+            }
+        }
+        guard let pool else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            do {
+                try OwnedThread.detached {
+                    pool.stop()
+                    continuation.resume()
+                }
+            } catch {
+                pool.stop()  // no thread to join on: the only blocking fallback
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Stops accepting and sends every connection an `UNAVAILABLE` epitaph; returns them.
+    private func closeConnections() -> [LoopConnection] {
         let (listener, open) = lock.withLock { (self.listener, Array(connections.values)) }
         if let listener, let loop = listener.loop {
             loop.execute {
@@ -218,13 +302,12 @@ private final class ServiceState: @unchecked Sendable {
                 loop.update(listener)
             }
         }
+        telemetry.logger?.notice("service stopping: UNAVAILABLE epitaph to every connection",
+                                 metadata: ["endpointmux.connections": "\(open.count)"])
         for connection in open {
             connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
         }
-        if !open.isEmpty {
-            _ = allClosed.wait(timeout: drainTimeout + .milliseconds(500))
-        }
-        pool?.stop()
+        return open
     }
 }
 
@@ -236,9 +319,13 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
     private let onAccept: (Int32) -> Void
     private var pausedUntil: ContinuousClock.Instant?
     private(set) var isFinished = false
+    private let name: String
+    private let telemetry: MuxTelemetry?
 
-    init(fileDescriptor: Int32, onAccept: @escaping (Int32) -> Void) {
+    init(fileDescriptor: Int32, name: String = "", telemetry: MuxTelemetry? = nil, onAccept: @escaping (Int32) -> Void) {
         self.fileDescriptor = fileDescriptor
+        self.name = name
+        self.telemetry = telemetry
         self.onAccept = onAccept
     }
 
@@ -255,8 +342,12 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
             case let .accepted(fd): onAccept(fd)
             case .outOfResources:
                 pausedUntil = now + Acceptor.backoff
+                telemetry?.acceptRefused(.outOfResources, errno: errno, listener: name)
                 return
-            case .empty, .failed:
+            case let .failed(code):
+                telemetry?.acceptRefused(.failed, errno: code, listener: name)
+                return
+            case .empty:
                 return
             }
         }
@@ -265,6 +356,38 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
     func finish() { isFinished = true }
 
     func release() { _ = close(fileDescriptor) }
+}
+
+/// Resumes a continuation once, whichever comes first (the last close or the deadline),
+/// and then cancels the deadline's task.
+private final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var timerTask: Task<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    /// The deadline's task (cancelled at once if already resumed).
+    var timer: Task<Void, Never>? {
+        get { lock.withLock { timerTask } }
+        set {
+            let resumed = lock.withLock { () -> Bool in
+                timerTask = newValue
+                return continuation == nil
+            }
+            if resumed { newValue?.cancel() }
+        }
+    }
+
+    func resume() {
+        let (continuation, timer) = lock.withLock { () -> (CheckedContinuation<Void, Never>?, Task<Void, Never>?) in
+            defer { self.continuation = nil }
+            return (self.continuation, timerTask)
+        }
+        guard let continuation else { return }
+        timer?.cancel()
+        continuation.resume()
+    }
 }
 
 /// A counting semaphore with a timeout (pthread condition variable).
