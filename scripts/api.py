@@ -4,7 +4,7 @@ graphs `swift package dump-symbol-graph` writes (public only: package, internal 
 declarations are not API). Used by scripts/api.sh; see CHANGELOG.md, "What is API"."""
 import json, sys, glob, os
 
-MODULES = ["EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO"]
+MODULES = ["EndpointMux", "LegacyAdapters", "LegacyAdaptersNIO", "EndpointMuxServiceLifecycle"]
 
 def declaration(symbol):
     fragments = symbol.get("declarationFragments") or []

@@ -12,7 +12,7 @@ rm -rf "$graphs"
 mkdir -p "$scratch"
 # SwiftPM also tries the test modules and fails on them; the library modules' graphs are what count.
 swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-level public >"$scratch/dump-symbol-graph.log" 2>&1 || true
-for module in EndpointMux LegacyAdapters LegacyAdaptersNIO; do
+for module in EndpointMux LegacyAdapters LegacyAdaptersNIO EndpointMuxServiceLifecycle; do
   [ -f "$graphs/$module.symbols.json" ] || { cat "$scratch/dump-symbol-graph.log" >&2; echo "error: no symbol graph for $module" >&2; exit 1; }
 done
 current=$(python3 scripts/api.py "$graphs")

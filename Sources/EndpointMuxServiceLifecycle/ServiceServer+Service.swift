@@ -27,9 +27,9 @@ public import ServiceLifecycle
 ///   stopped elsewhere) only waits for shutdown and returns.
 public struct ServiceServerService: Service {
     /// The server this service stops.
-    public let server: ServiceServer
+    package let server: ServiceServer
     /// How long connected clients have to read their epitaph and close.
-    public let drainTimeout: Duration
+    package let drainTimeout: Duration
 
     /// Wraps `server`, which is already serving.
     public init(_ server: ServiceServer, drainTimeout: Duration = .seconds(1)) {
@@ -52,9 +52,9 @@ public struct ServiceServerService: Service {
 /// socket is removed) on a thread of the broker's own, and returns.
 public struct BrokerServerService: Service {
     /// The broker this service stops.
-    public let broker: BrokerServer
+    package let broker: BrokerServer
     /// How long connected clients have to read their epitaph and close.
-    public let drainTimeout: Duration
+    package let drainTimeout: Duration
 
     /// Wraps `broker`, which is already serving.
     public init(_ broker: BrokerServer, drainTimeout: Duration = .seconds(1)) {

@@ -107,7 +107,7 @@ public struct EndpointMuxConfiguration: Sendable {
     /// Where connection ends (with their reason: the epitaph's status and reason, the
     /// peer's end of input, a timeout) and epitaphs are logged: `notice` for failures,
     /// `debug` otherwise. `nil` (the default): nothing is logged or built.
-    public var logger: Logger?
+    package var logger: Logger?
     /// The swift-metrics objects, made once by ``init(legacyMode:acceptsControlMessages:epitaphLane:maxLegacyMessageByteCount:drainTimeout:idleTimeout:partialMessageTimeout:maxQueuedOutputByteCount:logger:metricsDimensions:)``
     /// and shared by every handler given this configuration (or a copy).
     let metrics: MuxMetrics

@@ -11,8 +11,8 @@ public struct ControlLimits: Hashable, Sendable {
 
     /// Creates limits; negative values count as 0.
     public init(
-        maxMessageBytes: Int = JSONLimits.defaultMaxMessageBytes,
-        maxDepth: Int = JSONLimits.defaultMaxDepth,
+        maxMessageBytes: Int = defaultMaxJSONMessageBytes,
+        maxDepth: Int = defaultMaxJSONDepth,
         maxFileDescriptorsPerMessage: Int = 1024
     ) {
         self.maxMessageBytes = max(0, maxMessageBytes)

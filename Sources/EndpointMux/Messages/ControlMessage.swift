@@ -178,7 +178,7 @@ public struct ControlResponse: Hashable, Sendable {
     public var outcome: Outcome
 
     /// Creates a response.
-    public init(id: JSONRPCID, outcome: Outcome) {
+    package init(id: JSONRPCID, outcome: Outcome) {
         self.id = id
         self.outcome = outcome
     }

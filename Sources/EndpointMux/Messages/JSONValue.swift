@@ -101,7 +101,7 @@ public struct JSONMember: Hashable, Sendable {
     public var value: JSONValue
 
     /// Creates a member.
-    public init(key: String, value: JSONValue) {
+    package init(key: String, value: JSONValue) {
         self.key = key
         self.value = value
     }
@@ -150,12 +150,12 @@ public struct JSONObject: Hashable, Sendable, RandomAccessCollection, Expressibl
     }
 
     /// Whether a member named `key` exists (even with the value `null`).
-    public func contains(key: String) -> Bool {
+    package func contains(key: String) -> Bool {
         members.contains { $0.key == key }
     }
 
     /// Appends a member, keeping any earlier one with the same name.
-    public mutating func append(key: String, value: JSONValue) {
+    package mutating func append(key: String, value: JSONValue) {
         members.append(JSONMember(key: key, value: value))
     }
 }

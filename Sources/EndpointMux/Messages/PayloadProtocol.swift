@@ -38,11 +38,11 @@ public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
     /// Ids reserved for first-party subsystems.
     package static let reservedFirstPartyRange: ClosedRange<UInt32> = 0x0000...0x6FFF
     /// Registered consumer ids (first come, first served).
-    public static let registeredConsumerRange: ClosedRange<UInt32> = 0x7000...0x7EFF
+    package static let registeredConsumerRange: ClosedRange<UInt32> = 0x7000...0x7EFF
     /// Reserved for future expansion; do not use.
     package static let futureRange: ClosedRange<UInt32> = 0x7F00...0xEFFF
     /// Private use; never registered or collision-checked.
-    public static let privateUseRange: ClosedRange<UInt32> = 0xF000...0xFFFF
+    package static let privateUseRange: ClosedRange<UInt32> = 0xF000...0xFFFF
 
     /// Membership in ``firstParty`` (the reference's `is_first_party`): `0x5350` is `false`.
     package var isFirstParty: Bool {

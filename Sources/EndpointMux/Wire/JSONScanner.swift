@@ -1,22 +1,27 @@
 /// Limits on one JSON value, checked while it is scanned.
-public struct JSONLimits: Hashable, Sendable {
+/// The default JSON nesting limit: 128, serde_json's recursion limit.
+@usableFromInline package let defaultMaxJSONDepth = 128
+/// The default size limit of one JSON value: 16 MiB.
+@usableFromInline package let defaultMaxJSONMessageBytes = 16 * 1024 * 1024
+
+@_spi(Internals) public struct JSONLimits: Hashable, Sendable {
     /// The default ``maxDepth``: 128, serde_json's recursion limit.
-    @usableFromInline package static let defaultMaxDepth = 128
+    @_spi(Internals) public static let defaultMaxDepth = defaultMaxJSONDepth
     /// The default ``maxMessageBytes``: 16 MiB.
-    @usableFromInline package static let defaultMaxMessageBytes = 16 * 1024 * 1024
+    @_spi(Internals) public static let defaultMaxMessageBytes = defaultMaxJSONMessageBytes
 
     /// The most containers (objects and arrays) that may be open at once. A value with
     /// exactly this many nested containers is accepted; one more is
     /// ``JSONSyntaxError/Reason/nestingTooDeep(limit:)``.
-    public var maxDepth: Int
+    @_spi(Internals) public var maxDepth: Int
     /// The most bytes one value may take, counted from its first byte to its last.
     /// Leading whitespace is not part of the value but is held to the same bound
     /// (``JSONSyntaxError/Reason/whitespaceTooLong(limit:)``), so a peer cannot grow the
     /// buffer forever without starting a value.
-    public var maxMessageBytes: Int
+    @_spi(Internals) public var maxMessageBytes: Int
 
     /// Creates limits; negative values count as 0.
-    public init(maxDepth: Int = defaultMaxDepth, maxMessageBytes: Int = defaultMaxMessageBytes) {
+    @_spi(Internals) public init(maxDepth: Int = defaultMaxDepth, maxMessageBytes: Int = defaultMaxMessageBytes) {
         self.maxDepth = max(0, maxDepth)
         self.maxMessageBytes = max(0, maxMessageBytes)
     }

@@ -31,7 +31,7 @@ import Glibc
 /// as possible. A driver is used from one thread at a time.
 public final class ConnectionDriver {
     /// The borrowed socket.
-    public let fileDescriptor: Int32
+    package let fileDescriptor: Int32
     /// The mux deciding every message.
     package var mux: EndpointMux { machine.mux }
     /// Behaviour settings.

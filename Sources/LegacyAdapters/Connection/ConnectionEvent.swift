@@ -52,7 +52,7 @@ public struct ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
     /// The failed system call, for ``Reason/transportError``.
     public let error: EndpointMuxError?
     /// Bytes of an unfinished message buffered when the peer closed.
-    public let bufferedByteCount: Int
+    package let bufferedByteCount: Int
 
     private init(_ reason: Reason, epitaph: Epitaph? = nil, error: EndpointMuxError? = nil, buffered: Int = 0) {
         self.reason = reason

@@ -21,7 +21,7 @@ public final class ConnectionTelemetry: Sendable {
     package let telemetry: MuxTelemetry
 
     /// The logger given, if any.
-    public var logger: Logger? { telemetry.logger }
+    package var logger: Logger? { telemetry.logger }
 
     /// Creates the metric objects (with `metricsDimensions` on each, e.g.
     /// `[("service", "mydaemon")]`) and keeps `logger` (`nil`: nothing is logged).
