@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the DocC documentation of the three library modules with the toolchain's `docc`,
+# Builds the DocC documentation of the four library modules with the toolchain's `docc`,
 # treating warnings as errors (the package gains no dependency for it):
 #   1. `swift package dump-symbol-graph` builds the package (debug, in .build unless
 #      DOCS_SCRATCH_PATH says otherwise) and writes every module's symbol graph;
@@ -23,7 +23,7 @@ touch "$out/.stamp"
 # (`swift build --build-tests`); only the three library graphs matter, checked fresh below.
 swift package --scratch-path "$scratch" dump-symbol-graph --skip-inherited-docs >"$out/symbolgraph.log" 2>&1 || true
 graphs=$(ls -d "$scratch"/*/symbolgraph | head -n 1)
-for module in EndpointMux LegacyAdapters LegacyAdaptersNIO; do
+for module in EndpointMux LegacyAdapters LegacyAdaptersNIO EndpointMuxServiceLifecycle; do
   if [ ! "$graphs/$module.symbols.json" -nt "$out/.stamp" ]; then
     cat "$out/symbolgraph.log" >&2
     echo "docs: no fresh symbol graph for $module" >&2
@@ -31,7 +31,7 @@ for module in EndpointMux LegacyAdapters LegacyAdaptersNIO; do
   fi
 done
 failed=0
-for module in EndpointMux LegacyAdapters LegacyAdaptersNIO; do
+for module in EndpointMux LegacyAdapters LegacyAdaptersNIO EndpointMuxServiceLifecycle; do
   dir="$out/symbolgraphs/$module"
   mkdir -p "$dir"
   cp "$graphs/$module.symbols.json" "$dir/"
@@ -59,4 +59,4 @@ if [ $failed = 1 ]; then
   echo "docs: docc reported problems (logs in .build-docs/*.log)" >&2
   exit 1
 fi
-echo "docs: built .build-docs/{EndpointMux,LegacyAdapters,LegacyAdaptersNIO}.doccarchive"
+echo "docs: built .build-docs/{EndpointMux,LegacyAdapters,LegacyAdaptersNIO,EndpointMuxServiceLifecycle}.doccarchive"

@@ -18,7 +18,7 @@ public import ServiceLifecycle
 ///   (or the task's cancellation), then stops the server with
 ///   `ServiceServer.shutdown(drainTimeout:)`: no more connections are
 ///   accepted, every connected client gets an `UNAVAILABLE` epitaph and is drained within
-///   ``drainTimeout`` (plus 500 ms for connections that do not close), the identity file
+///   `drainTimeout` (plus 500 ms for connections that do not close), the identity file
 ///   and the socket are removed, and ``run()`` returns.
 /// - No thread is blocked: the stop suspends the task while the server's event loops and
 ///   threads do the work.
@@ -48,7 +48,7 @@ public struct ServiceServerService: Service {
 /// A `BrokerServer` (module `LegacyAdapters`) as a swift-service-lifecycle `Service`, with the same
 /// contracts as ``ServiceServerService``: ``run()`` suspends until graceful shutdown or
 /// cancellation, then stops the broker (clients get an `UNAVAILABLE` epitaph and are
-/// drained within ``drainTimeout``; listeners and connects in progress are closed; the
+/// drained within `drainTimeout`; listeners and connects in progress are closed; the
 /// socket is removed) on a thread of the broker's own, and returns.
 public struct BrokerServerService: Service {
     /// The broker this service stops.

@@ -4,14 +4,14 @@ public import Logging
 public import NIOCore
 
 /// How ``EndpointMuxHandler`` and ``EndpointMuxDecoder`` treat bytes that belong to the
-/// daemon's own (legacy) protocol, as decided by the mux's ``LegacyDetector`` or by a
+/// daemon's own (legacy) protocol, as decided by the mux's `LegacyDetector` or by a
 /// first byte other than `0x01`.
 ///
-/// These are the connection engine's ``LegacyMode``s (the POSIX `ConnectionDriver` uses
+/// These are the connection engine's `LegacyMode`s (the POSIX `ConnectionDriver` uses
 /// the same ones), in NIO terms.
 public enum EndpointMuxLegacyMode: Sendable {
     /// The daemon has no legacy protocol: a legacy verdict ends the connection with an
-    /// epitaph (``EpitaphStatus/invalidFrame``; an `rpc.epitaph` when the input looks like
+    /// epitaph (`EpitaphStatus/invalidFrame`; an `rpc.epitaph` when the input looks like
     /// JSON).
     case reject
     /// The first legacy verdict decides the connection. ``EndpointMuxHandler`` fires
@@ -28,7 +28,7 @@ public enum EndpointMuxLegacyMode: Sendable {
 
 /// The daemon's legacy message decoder: either in the shape of
 /// `ByteToMessageDecoder.decode` (``init(_:)``) or the connection engine's length closure
-/// (``init(length:)``, the same closure as the POSIX adapter's ``LegacyMode/perMessage(_:)``).
+/// (``init(length:)``, the same closure as the POSIX adapter's `LegacyMode/perMessage(_:)`).
 ///
 /// **`ByteBuffer` form.** Read one message from the front of the buffer and return it, or
 /// return `nil` when the buffer ends inside a message. The closure gets a copy of (a
@@ -66,7 +66,7 @@ public struct EndpointMuxLegacyDecoder: Sendable {
         self.form = .buffer(decode)
     }
 
-    /// Wraps the connection engine's length closure (as ``LegacyMode/perMessage(_:)``
+    /// Wraps the connection engine's length closure (as `LegacyMode/perMessage(_:)`
     /// takes it): it reports how long the legacy message at the front of the bytes is.
     /// Each message is delivered as the exact bytes it covers.
     public init(length: @escaping @Sendable (UnsafeRawBufferPointer) -> LegacyMessageLength) {
@@ -75,12 +75,12 @@ public struct EndpointMuxLegacyDecoder: Sendable {
 }
 
 /// Per-connection behaviour of ``EndpointMuxHandler`` and ``EndpointMuxDecoder``; the
-/// frame and control limits live in the mux (``MuxLimits``), every other rule in the
+/// frame and control limits live in the mux (`MuxLimits`), every other rule in the
 /// connection engine the POSIX adapter also runs.
 public struct EndpointMuxConfiguration: Sendable {
     /// Legacy handling; ``EndpointMuxLegacyMode/reject`` by default.
     public var legacyMode: EndpointMuxLegacyMode
-    /// Overrides the mux's ``EndpointMux/acceptsControlMessages`` for this connection
+    /// Overrides the mux's `EndpointMux/acceptsControlMessages` for this connection
     /// when set; `nil` (the default) keeps the mux's setting. The legacy detector runs
     /// first and wins either way; with control messages off, `{` is an ordinary legacy
     /// first byte.
@@ -94,10 +94,10 @@ public struct EndpointMuxConfiguration: Sendable {
     /// closed when the peer closes its side or after this long, whichever comes first,
     /// so the peer reads a clean EOF rather than a reset.
     public var drainTimeout: TimeAmount
-    /// Close (with a ``EpitaphStatus/timedOut`` epitaph) a connection that holds no
+    /// Close (with a `EpitaphStatus/timedOut` epitaph) a connection that holds no
     /// partial message and has been silent this long; `nil` (the default) = never.
     public var idleTimeout: TimeAmount?
-    /// Close (``EpitaphStatus/timedOut``) a connection whose buffered bytes have been an
+    /// Close (`EpitaphStatus/timedOut`) a connection whose buffered bytes have been an
     /// incomplete message this long. 30 s by default (the engine's); `nil` = never.
     public var partialMessageTimeout: TimeAmount?
     /// While more than this many bytes written to the peer (the mux's answers and the

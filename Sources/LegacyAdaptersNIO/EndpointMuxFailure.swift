@@ -11,10 +11,10 @@
 /// protocol.
 public enum EndpointMuxFailure: Error, Hashable, Sendable, CustomStringConvertible {
     /// The engine ended the connection after sending this epitaph (its status and reason
-    /// say why: ``MuxError/epitaph`` for a refused frame or probe, the control layer's
-    /// status for bad JSON-FD input, ``EpitaphStatus/timedOut`` for a timeout — including
+    /// say why: `MuxError/epitaph` for a refused frame or probe, the control layer's
+    /// status for bad JSON-FD input, `EpitaphStatus/timedOut` for a timeout — including
     /// a control message that declared file descriptors, which SwiftNIO cannot receive —
-    /// and ``EpitaphStatus/invalidFrame`` for bytes the daemon has no protocol for).
+    /// and `EpitaphStatus/invalidFrame` for bytes the daemon has no protocol for).
     case epitaph(Epitaph)
     /// Per-message legacy mode: more than `limit` bytes buffered without a complete
     /// legacy message. No epitaph.

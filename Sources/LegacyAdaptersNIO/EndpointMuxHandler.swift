@@ -1,7 +1,7 @@
 @_spi(Internals) public import EndpointMux
 public import NIOCore
 
-/// Puts an ``EndpointMux`` at the front of a daemon's existing SwiftNIO pipeline, so one
+/// Puts an `EndpointMux` at the front of a daemon's existing SwiftNIO pipeline, so one
 /// socket keeps the daemon's old protocol and also answers identity probes and carries v1
 /// frames and JSON-RPC control messages.
 ///
@@ -21,7 +21,7 @@ public import NIOCore
 ///   messages) → ``EndpointMuxMessage/control(_:)``. SwiftNIO cannot receive file
 ///   descriptors, so a message whose `fds` is above 0 ends the connection at once: a
 ///   -32050 error response for a request, then an `rpc.epitaph` notification
-///   (``EpitaphStatus/timedOut``: its fds cannot arrive), then close. A well-framed
+///   (`EpitaphStatus/timedOut`: its fds cannot arrive), then close. A well-framed
 ///   object that is not JSON-RPC 2.0 is answered with -32600 Invalid Request (`"id":
 ///   null` when it has no usable id), and the connection goes on;
 /// - **legacy** bytes, by ``EndpointMuxConfiguration/legacyMode``:
@@ -49,8 +49,8 @@ public import NIOCore
 /// without reading cannot grow the daemon's memory.
 ///
 /// Later handlers write `ByteBuffer`s as usual
-/// (``NIOCore/ByteBuffer/writeV1Frame(_:maxBodyByteCount:)`` and
-/// ``NIOCore/ByteBuffer/writeControlMessage(_:)`` encode replies). One handler serves one
+/// (`NIOCore/ByteBuffer/writeV1Frame(_:maxBodyByteCount:)` and
+/// `NIOCore/ByteBuffer/writeControlMessage(_:)` encode replies). One handler serves one
 /// channel.
 public final class EndpointMuxHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes from the socket.

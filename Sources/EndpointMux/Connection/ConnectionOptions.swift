@@ -25,7 +25,7 @@ public enum LegacyMessageLength: Hashable, Sendable {
     case invalid(reason: String)
 }
 
-/// Per-connection behaviour of the connection engine (``ConnectionStateMachine`` and every
+/// Per-connection behaviour of the connection engine (`ConnectionStateMachine` and every
 /// adapter built on it).
 ///
 /// The defaults are safe for a daemon on an untrusted socket: a peer cannot keep a

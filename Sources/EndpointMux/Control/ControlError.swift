@@ -1,4 +1,4 @@
-/// Limits of the JSON-FD control receiver (``ControlDecoder``).
+/// Limits of the JSON-FD control receiver (`ControlDecoder`).
 public struct ControlLimits: Hashable, Sendable {
     /// The most bytes one message may take, from its first byte (`{`) to its last
     /// (`}`); also the most whitespace accepted before a message. Default 16 MiB.

@@ -5,8 +5,8 @@ import CProtobuf
 /// Decoding goes through libprotobuf-c; encoding through a hand-written wire writer that
 /// produces libprotobuf-c's bytes exactly (differential-tested), so the bytes are those
 /// running-process writes: fields in ascending number, proto3 defaults omitted. For the
-/// per-message hot path, ``FrameView`` reads the same fields without copying, and
-/// ``encode(into:maxBodyByteCount:)`` appends to an output buffer without allocating.
+/// per-message hot path, `FrameView` reads the same fields without copying, and
+/// `encode(into:maxBodyByteCount:)` appends to an output buffer without allocating.
 public struct Frame: Hashable, Sendable {
     /// Envelope version; ``V1Framing/envelopeVersion`` in every frame EndpointMux writes.
     package var envelopeVersion: UInt32

@@ -304,7 +304,7 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
         return bytes
     }
 
-    /// The compact text of ``serialized()`` as a `String`.
+    /// The compact text of `serialized()` as a `String`.
     public var jsonText: String {
         String(decoding: serialized(), as: UTF8.self)
     }

@@ -27,9 +27,9 @@ public struct JSONCodingError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let numberOutOfRange = Code(.numberOutOfRange)
         /// Encoding met a NaN or infinite floating-point value, which JSON cannot carry.
         public static let nonFiniteNumber = Code(.nonFiniteNumber)
-        /// More containers nested than ``JSONLimits/maxDepth`` allows.
+        /// More containers nested than `JSONLimits/maxDepth` allows.
         public static let nestingTooDeep = Code(.nestingTooDeep)
-        /// The encoded value is larger than ``JSONLimits/maxMessageBytes`` as compact JSON text.
+        /// The encoded value is larger than `JSONLimits/maxMessageBytes` as compact JSON text.
         public static let messageTooLarge = Code(.messageTooLarge)
         /// The type's own `encode(to:)` or `init(from:)` rejected the value
         /// (`EncodingError.invalidValue`, `DecodingError.dataCorrupted`).
@@ -196,13 +196,13 @@ package struct JSONValueDecoder: Sendable {
 }
 
 extension JSONValue {
-    /// Encodes `value` with a default ``JSONValueEncoder``.
+    /// Encodes `value` with a default `JSONValueEncoder`.
     /// - Throws: ``JSONCodingError``.
     public init(encoding value: some Encodable) throws(JSONCodingError) {
         self = try JSONValueEncoder().encode(value)
     }
 
-    /// Decodes a `T` from this value with a default ``JSONValueDecoder``.
+    /// Decodes a `T` from this value with a default `JSONValueDecoder`.
     /// - Throws: ``JSONCodingError``.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws(JSONCodingError) -> T {
         try JSONValueDecoder().decode(T.self, from: self)
@@ -247,7 +247,7 @@ extension JSONValue: Codable {
         }
     }
 
-    /// Encodes this value; through ``JSONValueEncoder`` it is inserted unchanged.
+    /// Encodes this value; through `JSONValueEncoder` it is inserted unchanged.
     public func encode(to encoder: any Encoder) throws {
         if let tree = encoder as? TreeEncoder {
             try tree.insert(self)

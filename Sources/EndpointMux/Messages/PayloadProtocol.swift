@@ -1,7 +1,7 @@
 /// A v1 payload-protocol id ("lane"): `Frame.payload_protocol`, a `u32` on the wire.
 ///
 /// The constants and ranges are those of running-process's registry. Membership tests
-/// follow the reference exactly: ``isFirstParty`` is a four-element list, not a range.
+/// follow the reference exactly: `isFirstParty` is a four-element list, not a range.
 public struct PayloadProtocol: RawRepresentable, Hashable, Comparable, Sendable,
     ExpressibleByIntegerLiteral, CustomStringConvertible
 {

@@ -3,11 +3,11 @@
 /// control message, or an error.
 ///
 /// `EndpointMux` is a value built once per daemon and shared by every connection. It does
-/// no I/O: ``poll(_:queuedFileDescriptors:endOfInput:)`` is a pure function of the
+/// no I/O: `poll(_:queuedFileDescriptors:endOfInput:)` is a pure function of the
 /// buffered bytes (and the number of queued fds) and consumes nothing. Adapters loop:
 /// poll, act on the verdict, drop `consumed` bytes, poll again, until the verdict asks for
 /// more input. A connection that carries control messages should poll through a
-/// ``MuxSession``, which keeps the JSON scan state between reads so a message arriving
+/// `MuxSession`, which keeps the JSON scan state between reads so a message arriving
 /// in many reads is scanned once (the stateless poll rescans it from the start).
 ///
 /// Decision order (running-process `BackendEndpointMux::poll`, plus control):
@@ -39,7 +39,7 @@ public struct EndpointMux: Sendable {
     /// Creates a mux.
     /// - Parameters:
     ///   - identity: what probe answers prove.
-    ///   - servedProtocols: lanes delivered as ``MuxVerdict/payload(_:consumed:)``. First-party
+    ///   - servedProtocols: lanes delivered as `MuxVerdict/payload(_:consumed:)`. First-party
     ///     lanes are never served, whatever this says.
     ///   - legacyDetector: the daemon's own protocol; ``LegacyDetector/never`` by default.
     ///   - limits: size limits.

@@ -9,7 +9,7 @@ public enum LegacyClassification: Hashable, Sendable {
 }
 
 /// Recognises a daemon's own wire protocol. It runs before anything else in
-/// ``EndpointMux/poll(_:)`` and wins ties, even when byte 0 is `0x01`.
+/// `EndpointMux/poll(_:)` and wins ties, even when byte 0 is `0x01`.
 ///
 /// A detector is a pure function of the buffered bytes: it must not keep state and must
 /// answer ``LegacyClassification/needMoreBytes`` rather than guess when it cannot tell.

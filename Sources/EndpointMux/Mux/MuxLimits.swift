@@ -1,4 +1,4 @@
-/// Limits one mux enforces; exceeding any is a typed ``MuxError`` (and an epitaph),
+/// Limits one mux enforces; exceeding any is a typed `MuxError` (and an epitaph),
 /// never unbounded memory.
 public struct MuxLimits: Hashable, Sendable {
     /// Largest v1 frame body accepted (default 16 MiB, the reference's cap; the length is

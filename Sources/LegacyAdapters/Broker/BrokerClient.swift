@@ -9,7 +9,7 @@ import Glibc
 /// are written at once and answers are matched by id on a reader thread of the client's
 /// own, which sleeps in `poll(2)` (no busy-waiting, no thread of Swift concurrency's pool
 /// blocked). Cancelling the calling task sends `$/cancelRequest`; the call then ends with
-/// ``EndpointMuxError/broker(_:)`` ``BrokerError/cancelled`` — or with its result, when the
+/// `EndpointMuxError/broker(_:)` `BrokerError/cancelled` — or with its result, when the
 /// broker answered first (the fd is never lost). Closing the client (or releasing it)
 /// ends the connection, and the broker closes everything the client owned.
 public final class BrokerClient: Sendable {
@@ -30,7 +30,7 @@ public final class BrokerClient: Sendable {
             return Accepted(socket: socket, peer: peer)
         }
 
-        /// Closes the listener; accepts still waiting on it end with ``BrokerError/listenerClosed(_:)``.
+        /// Closes the listener; accepts still waiting on it end with `BrokerError/listenerClosed(_:)`.
         public func close() async throws(EndpointMuxError) {
             _ = try await core.call(.close(listener: id))
         }
@@ -50,7 +50,7 @@ public final class BrokerClient: Sendable {
     let core: BrokerClientCore
 
     /// Connects to the broker at `socketPath`.
-    /// - Throws: ``EndpointMuxError`` when connecting fails or times out.
+    /// - Throws: `EndpointMuxError` when connecting fails or times out.
     public init(socketPath: String, connectTimeout: Duration = .seconds(10)) throws(EndpointMuxError) {
         let socket = try ClientSocket.connect(to: socketPath, deadline: .now + connectTimeout)
         core = try BrokerClientCore(socket: socket)
@@ -67,6 +67,7 @@ public final class BrokerClient: Sendable {
     }
 
     /// Asks the broker to connect to `endpoint`; the socket arrives once connected.
+    /// - Parameter endpoint: where to connect (a `pair` endpoint is not allowed here).
     /// - Parameter timeout: the broker gives up after this long (its default: 30 s).
     public func connect(_ endpoint: BrokerEndpoint, timeout: Duration? = nil) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         try await connect(.endpoint(endpoint), timeout: timeout)
@@ -99,7 +100,7 @@ public final class BrokerClient: Sendable {
         try await core.rawCall(method: method, params: params)
     }
 
-    /// Ends the connection: waiting calls end with ``EndpointMuxError/peerClosed``; the broker
+    /// Ends the connection: waiting calls end with `EndpointMuxError/peerClosed`; the broker
     /// closes the client's listeners and drops its waiting requests. Returns once the
     /// connection's fd is closed. Idempotent.
     public func close() { core.close() }

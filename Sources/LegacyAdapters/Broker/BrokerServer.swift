@@ -10,7 +10,7 @@ import Glibc
 /// no network of its own (an empty network namespace, a seccomp sandbox) can still serve one.
 ///
 /// The broker is one thin user of the connection engine: every client is a connection of
-/// the shared event loops (``LoopConnection`` / ``ConnectionDriver``, which also answers
+/// the shared event loops (`LoopConnection` / ``ConnectionDriver``, which also answers
 /// identity probes on the same socket), and every kernel listener and in-progress connect is
 /// a source on the same loop. Decisions are the sans-IO `BrokerStateMachine`'s; this type
 /// runs its actions. Nothing blocks: `accept(2)` runs only while an `accept` waits,
@@ -27,15 +27,19 @@ public final class BrokerServer: Sendable {
     private let state: BrokerState
 
     /// Binds `socketPath` (as ``ServiceServer`` does: a live server there is
-    /// ``EndpointMuxError/alreadyRunning(name:path:)``, a stale socket is replaced) and serves.
+    /// an `EndpointMuxError` with code `alreadyRunning`, a stale socket is replaced) and serves.
     /// - Parameters:
+    ///   - name: the service name its identity is established for.
+    ///   - socketPath: the unix socket to bind.
     ///   - policy: what clients may do (default deny).
+    ///   - limits: listeners and waiting requests per client, default timeouts and backlog.
+    ///   - options: per-connection behaviour of the clients' connections.
     ///   - identity: what probe answers prove; `nil` builds this process's identity for
     ///     `name` (hashing the executable).
     ///   - logger: where client connection ends (with their reason), epitaphs and refused
     ///     accepts are logged (see ``ConnectionTelemetry``); `nil`, the default, logs
     ///     nothing. Metrics carry the dimension `service` = `name`.
-    /// - Throws: ``EndpointMuxError``.
+    /// - Throws: `EndpointMuxError`.
     public init(
         name: String = "netbroker", socketPath: String, policy: BrokerPolicy, limits: BrokerLimits = BrokerLimits(),
         identity: DaemonIdentity? = nil, options: ConnectionOptions = ConnectionOptions(), logger: Logger? = nil
@@ -97,7 +101,7 @@ public final class BrokerServer: Sendable {
     }
 
     /// Stops serving: no more clients; connected clients get an
-    /// ``EpitaphStatus/unavailable`` epitaph and are drained (within `drainTimeout`); every
+    /// `EpitaphStatus/unavailable` epitaph and are drained (within `drainTimeout`); every
     /// listener and connect in progress is closed and the socket removed. Idempotent;
     /// returns when everything is closed.
     public func stop(drainTimeout: Duration = .seconds(1)) {

@@ -23,8 +23,8 @@ public final class ControlReply: Sendable {
 /// A JSON-FD (jsonrpc-fdpass) client on a Unix stream socket: sends requests and
 /// notifications with fds (batched, `MSG_NOSIGNAL`, never truncated), receives responses
 /// with fds through the same FIFO-queue receiver the server uses, and matches them by id.
-/// An `rpc.epitaph` notification surfaces as ``EndpointMuxError/epitaph(_:)``; EOF as
-/// ``EndpointMuxError/peerClosed``.
+/// An `rpc.epitaph` notification surfaces as `EndpointMuxError/epitaph(_:)`; EOF as
+/// `EndpointMuxError/peerClosed`.
 ///
 /// Calls are serialised. The synchronous forms wait with `poll(2)` on the caller's
 /// thread (use them from a thread you own); the `async` forms wait on a thread of their
@@ -50,9 +50,9 @@ public final class ControlClient: @unchecked Sendable {
     /// every later call waits with `poll(2)` under its own deadline.
     ///
     /// `limits` bound what this client accepts: answer size, nesting and the fds one
-    /// answer may declare (``ControlLimits/maxFileDescriptorsPerMessage``, default 1024;
+    /// answer may declare (`ControlLimits/maxFileDescriptorsPerMessage`, default 1024;
     /// raise it to receive more, within the process's `RLIMIT_NOFILE`).
-    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    /// - Throws: `EndpointMuxError/connect(_:)`; the errno is `ETIMEDOUT` when the timeout passed.
     public convenience init(
         socketPath path: String, limits: ControlLimits = ControlLimits(), connectTimeout: Duration = .seconds(10)
     ) throws(EndpointMuxError) {
@@ -61,7 +61,7 @@ public final class ControlClient: @unchecked Sendable {
 
     /// Connects to the Unix socket at `path`, giving up at `connectDeadline`; otherwise as
     /// ``init(socketPath:limits:connectTimeout:)``.
-    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    /// - Throws: `EndpointMuxError/connect(_:)`; the errno is `ETIMEDOUT` when the deadline passed.
     public init(
         socketPath path: String, limits: ControlLimits = ControlLimits(), connectDeadline: ContinuousClock.Instant
     ) throws(EndpointMuxError) {
@@ -86,7 +86,7 @@ public final class ControlClient: @unchecked Sendable {
     ///
     /// An answer with this request's id that is not a valid response (neither `result`
     /// nor `error`, both, a malformed `error` object, …) is reported at once as
-    /// ``EndpointMuxError/malformedAnswer(_:)``.
+    /// `EndpointMuxError/malformedAnswer(_:)`.
     public func call(
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
@@ -96,7 +96,7 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// Sends a request carrying `fileDescriptors` and waits until `deadline` for its
-    /// response; otherwise as ``call(_:params:fileDescriptors:timeout:)``.
+    /// response; otherwise as the `timeout:` form.
     public func call(
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),

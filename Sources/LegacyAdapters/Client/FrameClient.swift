@@ -3,7 +3,7 @@ import Glibc
 
 /// A client connection speaking v1 frames: sends requests, reads frames under a
 /// deadline, and matches replies by request id. An epitaph from the server surfaces as
-/// ``EndpointMuxError/epitaph(_:)``; EOF without one as ``EndpointMuxError/peerClosed``.
+/// `EndpointMuxError/epitaph(_:)`; EOF without one as `EndpointMuxError/peerClosed`.
 ///
 /// Blocking calls wait with `poll(2)` on the caller's thread: use it from a thread you own.
 public final class FrameClient {
@@ -20,7 +20,7 @@ public final class FrameClient {
     /// Connects to the Unix socket at `path`, giving up after `connectTimeout` (a server
     /// whose accept queue is full makes `connect` wait). The socket is non-blocking:
     /// every later call waits with `poll(2)` under its own deadline.
-    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the timeout passed.
+    /// - Throws: `EndpointMuxError/connect(_:)`; the errno is `ETIMEDOUT` when the timeout passed.
     public convenience init(
         socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectTimeout: Duration = .seconds(10)
     ) throws(EndpointMuxError) {
@@ -28,7 +28,7 @@ public final class FrameClient {
     }
 
     /// Connects to the Unix socket at `path`, giving up at `connectDeadline`.
-    /// - Throws: ``EndpointMuxError/connect(_:)``; the errno is `ETIMEDOUT` when the deadline passed.
+    /// - Throws: `EndpointMuxError/connect(_:)`; the errno is `ETIMEDOUT` when the deadline passed.
     public init(
         socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectDeadline: ContinuousClock.Instant
     ) throws(EndpointMuxError) {

@@ -23,9 +23,11 @@ public struct VerifiedIdentity: Hashable, Sendable {
 public enum ProbeClient {
     /// Probes the Unix socket at `socketPath`.
     /// - Parameters:
+    ///   - socketPath: the server's unix socket.
     ///   - expected: the identity the server must prove (e.g. read from its identity file).
     ///   - timeout: one deadline for connect, write and read (the reference client: ~1 s);
-    ///     a server that never accepts gives ``EndpointMuxError/connect(_:)`` with `ETIMEDOUT`.
+    ///     a server that never accepts gives an `EndpointMuxError` with code
+    ///     `connectFailed` and errno `ETIMEDOUT` once it has passed.
     public static func probe(
         socketPath: String, expected: DaemonIdentity? = nil, timeout: Duration = .seconds(1)
     ) throws(EndpointMuxError) -> VerifiedIdentity {

@@ -12,12 +12,12 @@ import Glibc
 /// An event is "being handled" from the moment it is delivered until the consumer asks
 /// for the next one: an end the peer causes meanwhile (EOF, a fatal error after good
 /// messages) waits until then, so the consumer's answers go before any epitaph; and while
-/// ``ConnectionOptions/maxOutstandingWork`` events wait for the consumer, nothing more is
+/// `ConnectionOptions/maxOutstandingWork` events wait for the consumer, nothing more is
 /// read (backpressure). When the consumer stops iterating — `break`, or its task is
-/// cancelled — or the connection is released, it ends with an ``EpitaphStatus/ok``
+/// cancelled — or the connection is released, it ends with an `EpitaphStatus/ok`
 /// epitaph.
 ///
-/// In ``LegacyMode/sticky`` mode the connection keeps the socket after
+/// In `LegacyMode/sticky` mode the connection keeps the socket after
 /// ``ConnectionEvent/legacyTakeover(_:)``: the rest of the stream arrives as
 /// ``ConnectionEvent/legacyMessage(_:)`` chunks, as read, and answers go through ``send(bytes:)``.
 ///
@@ -84,9 +84,12 @@ public final class AsyncConnection: Sendable {
 
     /// Starts serving the connected socket `fileDescriptor`, which the connection now owns
     /// (made non-blocking; closed by the library when the connection ends).
+    /// - Parameter fileDescriptor: the connected stream socket, owned from now on.
+    /// - Parameter mux: the mux deciding every message.
+    /// - Parameter options: per-connection behaviour (timeouts, output cap, legacy mode).
     /// - Parameter telemetry: where the connection is logged and counted (share one per
     ///   configuration); `nil`, the default, logs and counts nothing.
-    /// - Throws: ``EndpointMuxError`` when the event loops could not be started.
+    /// - Throws: `EndpointMuxError` when the event loops could not be started.
     public init(taking fileDescriptor: consuming OwnedFileDescriptor, mux: EndpointMux,
                 options: ConnectionOptions = ConnectionOptions(),
                 telemetry: ConnectionTelemetry? = nil) throws(EndpointMuxError) {
@@ -123,8 +126,8 @@ public final class AsyncConnection: Sendable {
     var unconsumedEventCount: Int { consumer.outstanding }
 
     /// Queues a v1 frame.
-    /// - Throws: ``EndpointMuxError`` with code ``EndpointMuxError/Code/limitExceeded`` when
-    ///   it exceeds ``MuxLimits/maxFrameBodyByteCount``; nothing is queued then.
+    /// - Throws: `EndpointMuxError` with code `EndpointMuxError/Code/limitExceeded` when
+    ///   it exceeds `MuxLimits/maxFrameBodyByteCount`; nothing is queued then.
     public func send(_ frame: Frame) throws(EndpointMuxError) {
         // Checked here so the error reaches the caller; encoded on the loop (a big payload
         // is then written from its own storage, not copied).

@@ -25,7 +25,7 @@ import Glibc
 /// Readiness must be level-triggered (`poll(2)`, or epoll without `EPOLLET`): a call reads
 /// until the socket is empty or a bounded number of reads, not always until `EAGAIN`.
 ///
-/// Every decision is the ``ConnectionStateMachine``'s; the driver only does the I/O.
+/// Every decision is the `ConnectionStateMachine`'s; the driver only does the I/O.
 /// Answers sent inside ``handle(revents:now:answer:)`` leave before it returns; answers sent
 /// later leave on the next call. Either way they are coalesced into as few `sendmsg` calls
 /// as possible. A driver is used from one thread at a time.
@@ -67,6 +67,11 @@ public final class ConnectionDriver {
 
     /// Creates a driver for a connected stream socket the daemon owns (blocking or not:
     /// the driver never waits on it).
+    /// - Parameter fileDescriptor: the connected stream socket, borrowed: the daemon keeps
+    ///   it and closes it after ``ConnectionEvent/closed(_:)``.
+    /// - Parameter mux: the mux deciding every message (share one per daemon).
+    /// - Parameter options: per-connection behaviour (timeouts, output cap, legacy mode).
+    /// - Parameter now: the current instant (timers start here).
     /// - Parameter telemetry: where the connection is logged and counted (share one per
     ///   configuration); `nil`, the default, logs and counts nothing.
     public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
@@ -83,8 +88,8 @@ public final class ConnectionDriver {
     deinit { observer?.released() }
 
     /// What to wait for before the next ``handle(revents:now:)``: readability,
-    /// writability, and the latest instant to call (``ConnectionInterest/pollEvents`` and
-    /// ``ConnectionInterest/pollTimeout(now:)`` give `poll(2)`'s arguments).
+    /// writability, and the latest instant to call (`ConnectionInterest/pollEvents` and
+    /// `ConnectionInterest/pollTimeout(now:)` give `poll(2)`'s arguments).
     public var interest: ConnectionInterest { status.interest }
 
     /// Whether the connection is over (``ConnectionEvent/closed(_:)`` was returned).
@@ -121,8 +126,8 @@ public final class ConnectionDriver {
     // MARK: - The daemon's calls
 
     /// Queues a v1 frame (written by the next ``handle(revents:now:)``).
-    /// - Throws: ``EndpointMuxError`` with code ``EndpointMuxError/Code/limitExceeded`` when
-    ///   it exceeds ``MuxLimits/maxFrameBodyByteCount``; nothing is queued then (the
+    /// - Throws: `EndpointMuxError` with code `EndpointMuxError/Code/limitExceeded` when
+    ///   it exceeds `MuxLimits/maxFrameBodyByteCount`; nothing is queued then (the
     ///   connection stays usable).
     public func send(_ frame: Frame) throws(EndpointMuxError) {
         do throws(FramingError) { try queue(frame) } catch { throw .framing(error) }

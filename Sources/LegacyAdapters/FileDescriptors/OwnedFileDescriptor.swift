@@ -54,7 +54,7 @@ public struct OwnedFileDescriptor: ~Copyable, Sendable {
 ///
 /// The queue owns every descriptor in it: those still queued when it is destroyed are
 /// closed. Descriptors leave in the order they arrived, through ``popFirst()``,
-/// ``dequeue(_:)`` or ``releaseAll()``. Appending and removing from the front are
+/// `dequeue(_:)` or ``releaseAll()``. Appending and removing from the front are
 /// amortised O(1).
 public struct FileDescriptorQueue: ~Copyable, Sendable {
     /// Storage; the live descriptors are `storage[head...]`.

@@ -36,14 +36,22 @@ public final class ServiceServer: Sendable {
 
     private let state: ServiceState
 
-    /// Binds `socketPath`, establishes this process's identity for `namespaceID`, writes
+    /// Binds `socketPath`, establishes this process's identity for `name`, writes
     /// `identityPath` (if any) atomically, and starts serving.
+    /// - Parameter name: the service name (`[a-z0-9-]{1,64}`), the identity's namespace.
+    /// - Parameter socketPath: the unix socket to bind (its directory is created).
+    /// - Parameter identityPath: where to publish the identity file, or `nil` for none.
+    /// - Parameter servedProtocols: the payload protocols (lanes) whose frames reach `handler`.
+    /// - Parameter limits: frame and control-message limits.
+    /// - Parameter options: per-connection behaviour (timeouts, output cap, legacy mode).
     /// - Parameter workerThreads: threads for control handlers (at least 1).
+    /// - Parameter controlHandler: answers JSON-FD control messages; `nil` refuses them.
+    /// - Parameter handler: answers REQUEST frames on the served lanes.
     /// - Parameter logger: where connection ends (with their reason), epitaphs and refused
     ///   accepts are logged (see ``ConnectionTelemetry``); `nil`, the default, logs nothing.
     ///   The server's metrics (dimension `service` = `name`) are created here, from the
     ///   `MetricsSystem` backend bootstrapped by then (none: no-ops).
-    /// - Throws: ``EndpointMuxError`` (e.g. code ``EndpointMuxError/Code/alreadyRunning``).
+    /// - Throws: `EndpointMuxError` (e.g. code `EndpointMuxError/Code/alreadyRunning`).
     public init(
         name: String,
         socketPath: String,
@@ -89,7 +97,7 @@ public final class ServiceServer: Sendable {
     }
 
     /// Stops serving: no more connections are accepted, connected peers get an
-    /// ``EpitaphStatus/unavailable`` epitaph and are drained (within `drainTimeout`),
+    /// `EpitaphStatus/unavailable` epitaph and are drained (within `drainTimeout`),
     /// then the identity file and the socket are removed (in that order, as the
     /// reference). Idempotent; returns when every connection is closed.
     public func stop(drainTimeout: Duration = .seconds(1)) {
@@ -100,7 +108,7 @@ public final class ServiceServer: Sendable {
     }
 
     /// Stops serving as ``stop(drainTimeout:)`` does — no more connections are accepted,
-    /// every connected peer gets an ``EpitaphStatus/unavailable`` epitaph and is drained,
+    /// every connected peer gets an `EpitaphStatus/unavailable` epitaph and is drained,
     /// then the identity file and the socket are removed — but without blocking a thread:
     /// it suspends until the last connection closed (or `drainTimeout` plus 500 ms passed;
     /// connections still open then are left to close on their loops) and the control
