@@ -11,6 +11,8 @@ scripts/setup.sh --interop
 scripts/generate-protos.sh --check
 # The public API must match the committed listing (api/public-api.txt).
 scripts/api.sh --check
+# The sources follow .swift-format (scripts/format.sh rewrites them).
+scripts/format.sh --check
 swift build -c release --product muxctl
 export ENDPOINTMUX_MUXCTL="$root/.build/release/muxctl"
 export ENDPOINTMUX_PYTHON="$root/.venv-interop/bin/python3"
@@ -27,5 +29,4 @@ else
   scripts/getting-started.sh
   scripts/check-examples-public.sh  # the docs' examples, built from outside the SDK; their self-tests
   scripts/docs.sh  # the DocC catalogs and every public doc comment: warnings are errors
-  # scripts/format.sh --check  # enabled after the tree is formatted (scripts/format.sh)
 fi

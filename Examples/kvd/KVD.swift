@@ -9,7 +9,8 @@ import Glibc
 /// same socket, with legacy clients seeing exactly what they saw before.
 @main
 struct KVD: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kvd", abstract: "A legacy line-protocol key-value daemon, retrofitted with EndpointMux.")
+    static let configuration = CommandConfiguration(
+        commandName: "kvd", abstract: "A legacy line-protocol key-value daemon, retrofitted with EndpointMux.")
 
     /// kvd's v1 lane (private use).
     static let lane: PayloadProtocol = 0xF0B7
@@ -17,19 +18,30 @@ struct KVD: ParsableCommand {
     enum Adapter: String, ExpressibleByArgument { case posix, nio }
 
     @Option(help: "Unix socket path to listen on.") var socket: String
-    @Option(help: "posix (kvd's own poll loop with a ConnectionDriver) or nio (a SwiftNIO pipeline).") var adapter: Adapter = .posix
-    @Flag(name: .customLong("no-mux"), help: "Run the original daemon without EndpointMux (for comparison).") var noMux = false
-    @Option(name: .customLong("identity-file"), help: "Write the identity file here (optional).") var identityFile: String?
-    @Option(name: .customLong("idle-timeout-ms"),
-            help: "Close a silent connection holding no partial message after this long, with a TIMED_OUT epitaph (0 = off, the default).")
+    @Option(help: "posix (kvd's own poll loop with a ConnectionDriver) or nio (a SwiftNIO pipeline).") var adapter:
+        Adapter = .posix
+    @Flag(name: .customLong("no-mux"), help: "Run the original daemon without EndpointMux (for comparison).")
+    var noMux = false
+    @Option(name: .customLong("identity-file"), help: "Write the identity file here (optional).") var identityFile:
+        String?
+    @Option(
+        name: .customLong("idle-timeout-ms"),
+        help:
+            "Close a silent connection holding no partial message after this long, with a TIMED_OUT epitaph (0 = off, the default)."
+    )
     var idleTimeoutMS: Int?
-    @Option(name: .customLong("partial-timeout-ms"),
-            help: "Close a connection whose buffered bytes stay an incomplete message this long, with a TIMED_OUT epitaph (0 = off; default 30000).")
+    @Option(
+        name: .customLong("partial-timeout-ms"),
+        help:
+            "Close a connection whose buffered bytes stay an incomplete message this long, with a TIMED_OUT epitaph (0 = off; default 30000)."
+    )
     var partialTimeoutMS: Int?
 
     func validate() throws {
         for (name, value) in [("--idle-timeout-ms", idleTimeoutMS), ("--partial-timeout-ms", partialTimeoutMS)] {
-            if let value, value < 0 { throw ValidationError("\(name) must be 0 (off) or a positive number of milliseconds") }
+            if let value, value < 0 {
+                throw ValidationError("\(name) must be 0 (off) or a positive number of milliseconds")
+            }
         }
     }
 
@@ -75,8 +87,9 @@ struct KVD: ParsableCommand {
                 close(listener)
             }
         case .nio:
-            stop = try KVNIO.start(socket: socket, store: store, mux: mux,
-                                   idleTimeout: idleTimeout, partialMessageTimeout: partialTimeout)
+            stop = try KVNIO.start(
+                socket: socket, store: store, mux: mux,
+                idleTimeout: idleTimeout, partialMessageTimeout: partialTimeout)
         }
         if let identityFile, let mux { try IdentityFile.write(mux.identity, to: identityFile) }
         print("kvd: listening on \(socket) (adapter \(adapter.rawValue)\(noMux ? ", no mux" : ""), pid \(getpid()))")
@@ -96,12 +109,18 @@ struct KVD: ParsableCommand {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ValidationError("socket path too long") }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ValidationError("socket path too long")
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
-        guard bound == 0, Glibc.listen(fd, 128) == 0 else { throw ValidationError("bind/listen \(path): errno \(errno)") }
+        guard bound == 0, Glibc.listen(fd, 128) == 0 else {
+            throw ValidationError("bind/listen \(path): errno \(errno)")
+        }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         return fd
     }
@@ -114,11 +133,13 @@ final class Thread: @unchecked Sendable {
 
     init(_ body: @escaping () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        pthread_create(&handle, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-            return nil
-        }, box)
+        pthread_create(
+            &handle, nil,
+            { argument in
+                guard let argument else { return nil }
+                Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
+                return nil
+            }, box)
     }
 
     func join() { pthread_join(handle, nil) }

@@ -11,8 +11,10 @@ enum KVNIO {
     /// How long the listener rests after `accept` fails (`EMFILE`, `ENFILE`, …).
     static let acceptBackoff = TimeAmount.milliseconds(100)
 
-    static func start(socket: String, store: KVStore, mux: EndpointMux?,
-                      idleTimeout: Duration?, partialMessageTimeout: Duration?) throws -> () -> Void {
+    static func start(
+        socket: String, store: KVStore, mux: EndpointMux?,
+        idleTimeout: Duration?, partialMessageTimeout: Duration?
+    ) throws -> () -> Void {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // One event loop: the store is only touched on it.
         let shared = UncheckedStore(store)
@@ -27,7 +29,8 @@ enum KVNIO {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         AcceptPause(),
-                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false, backoffProvider: { _ in acceptBackoff }),
+                        AcceptBackoffHandler(
+                            shouldForwardIOErrorCaught: false, backoffProvider: { _ in acceptBackoff }),
                     ])
                 }
             }
@@ -35,7 +38,8 @@ enum KVNIO {
                 channel.eventLoop.makeCompletedFuture {
                     if let mux {
                         let configuration = EndpointMuxConfiguration(
-                            legacyMode: .perMessage(EndpointMuxLegacyDecoder { buffer in try LineDecoder.nextLine(&buffer) }),
+                            legacyMode: .perMessage(
+                                EndpointMuxLegacyDecoder { buffer in try LineDecoder.nextLine(&buffer) }),
                             idleTimeout: idleTimeout.map(timeAmount),
                             partialMessageTimeout: partialMessageTimeout.map(timeAmount))
                         try channel.pipeline.syncOperations.addHandlers([
@@ -72,7 +76,9 @@ final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode), !paused,
-           let options = context.channel.syncOptions, (try? options.setOption(ChannelOptions.autoRead, value: false)) != nil {
+            let options = context.channel.syncOptions,
+            (try? options.setOption(ChannelOptions.autoRead, value: false)) != nil
+        {
             paused = true
             let channel = context.channel
             context.eventLoop.assumeIsolated().scheduleTask(in: KVNIO.acceptBackoff) {
@@ -155,8 +161,9 @@ final class KVMuxHandler: ChannelInboundHandler, @unchecked Sendable {
             // dumpTo/loadFrom cannot be served here.
             guard case let .request(request) = message else { return }
             var buffer = context.channel.allocator.buffer(capacity: 128)
-            let error = JSONRPCErrorObject(code: JSONRPCErrorObject.invalidParamsCode,
-                                           message: "\(request.method) needs an fd; use the posix adapter")
+            let error = JSONRPCErrorObject(
+                code: JSONRPCErrorObject.invalidParamsCode,
+                message: "\(request.method) needs an fd; use the posix adapter")
             buffer.writeControlMessage(.response(ControlResponse(id: request.id, error: error)))
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }

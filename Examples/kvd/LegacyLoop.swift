@@ -148,10 +148,11 @@ final class Connection {
 
     /// The per-message legacy framing kvd gives the driver.
     static func options(idleTimeout: Duration?, partialMessageTimeout: Duration?) -> ConnectionOptions {
-        ConnectionOptions(legacyMode: .perMessage({ bytes in
-            if let n = KVLineProtocol.lineLength(bytes) { return .complete(n) }
-            return bytes.count > KVLineProtocol.maxLineBytes ? .invalid(reason: "line too long") : .needMoreBytes
-        }), idleTimeout: idleTimeout, partialMessageTimeout: partialMessageTimeout)
+        ConnectionOptions(
+            legacyMode: .perMessage({ bytes in
+                if let n = KVLineProtocol.lineLength(bytes) { return .complete(n) }
+                return bytes.count > KVLineProtocol.maxLineBytes ? .invalid(reason: "line too long") : .needMoreBytes
+            }), idleTimeout: idleTimeout, partialMessageTimeout: partialMessageTimeout)
     }
 
     /// The poll events to wait for and the latest instant to call ``service(revents:now:)``.
@@ -305,12 +306,17 @@ enum KVControl {
             return .reply(OutgoingControlMessage(replyingTo: request, error: .methodNotFound()))
         }
         guard descriptors.count == 1, let fd = descriptors.popFirst() else {
-            return .reply(OutgoingControlMessage(replyingTo: request, error: JSONRPCErrorObject(
-                code: JSONRPCErrorObject.invalidParamsCode, message: "\(request.method) takes exactly one fd")))
+            return .reply(
+                OutgoingControlMessage(
+                    replyingTo: request,
+                    error: JSONRPCErrorObject(
+                        code: JSONRPCErrorObject.invalidParamsCode, message: "\(request.method) takes exactly one fd")))
         }
         if request.method == "dumpTo" {
-            return .work(KVWork(request: request, fileDescriptor: fd.release(),
-                                job: .dump(Array(store.dump().utf8), count: store.pairs.count)))
+            return .work(
+                KVWork(
+                    request: request, fileDescriptor: fd.release(),
+                    job: .dump(Array(store.dump().utf8), count: store.pairs.count)))
         }
         return .work(KVWork(request: request, fileDescriptor: fd.release(), job: .load))
     }
@@ -358,7 +364,9 @@ final class KVWork {
             let limit = kind == S_IFREG ? 65536 : Int(PIPE_BUF)
             let n = bytes.withUnsafeBytes { raw -> Int in
                 let rest = UnsafeRawBufferPointer(rebasing: raw[written..<min(bytes.count, written + limit)])
-                if kind == S_IFSOCK { return send(fileDescriptor, rest.baseAddress, rest.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                if kind == S_IFSOCK {
+                    return send(fileDescriptor, rest.baseAddress, rest.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                }
                 return write(fileDescriptor, rest.baseAddress, rest.count)
             }
             if n < 0 {
@@ -395,8 +403,10 @@ final class KVWork {
 
     private func finish(error message: String) -> OutgoingControlMessage {
         cancel()
-        return OutgoingControlMessage(replyingTo: request, error: JSONRPCErrorObject(
-            code: JSONRPCErrorObject.internalErrorCode, message: message))
+        return OutgoingControlMessage(
+            replyingTo: request,
+            error: JSONRPCErrorObject(
+                code: JSONRPCErrorObject.internalErrorCode, message: message))
     }
 
     deinit { cancel() }

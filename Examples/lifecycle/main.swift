@@ -23,8 +23,10 @@ LoggingSystem.bootstrap { label in
     return handler
 }
 let logger = Logger(label: "lifecycle-example")
-let server = try ServiceServer(name: "lifecycle-example", socketPath: arguments[1], identityPath: nil,
-                               servedProtocols: [0x7A63], logger: logger) { frame in frame.payload }
+let server = try ServiceServer(
+    name: "lifecycle-example", socketPath: arguments[1], identityPath: nil,
+    servedProtocols: [0x7A63], logger: logger
+) { frame in frame.payload }
 let group = ServiceGroup(
     services: [ServiceServerService(server, drainTimeout: .milliseconds(drainMilliseconds))],
     gracefulShutdownSignals: [.sigterm],

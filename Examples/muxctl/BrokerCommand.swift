@@ -70,7 +70,9 @@ struct BrokerCommand: ParsableCommand {
                 }
                 result.append(word == "accept" ? .accept(id) : .close(id))
             case "connect":
-                guard let text = words.popFirst() else { throw ValidationError("connect needs an endpoint or listener:ID") }
+                guard let text = words.popFirst() else {
+                    throw ValidationError("connect needs an endpoint or listener:ID")
+                }
                 if text == "last" {
                     result.append(.connectLast)
                 } else if text.hasPrefix("listener:") {
@@ -79,7 +81,8 @@ struct BrokerCommand: ParsableCommand {
                     result.append(.connect(.endpoint(try endpoint(text))))
                 }
             case "load":
-                guard let clients = words.popFirst().flatMap({ Int($0) }), let cycles = words.popFirst().flatMap({ Int($0) }),
+                guard let clients = words.popFirst().flatMap({ Int($0) }),
+                    let cycles = words.popFirst().flatMap({ Int($0) }),
                     clients > 0, cycles > 0
                 else { throw ValidationError("load needs CLIENTS and CYCLES (positive)") }
                 result.append(.load(clients: clients, cycles: cycles))
@@ -95,7 +98,9 @@ struct BrokerCommand: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let steps = try parsedSteps()
         let socket = self.socket, echo = self.echo, timeout = timeoutMilliseconds
-        let status = waitForTask { await BrokerSession(socket: socket, echo: echo, timeoutMilliseconds: timeout).run(steps) }
+        let status = waitForTask {
+            await BrokerSession(socket: socket, echo: echo, timeoutMilliseconds: timeout).run(steps)
+        }
         if status != MuxctlExit.ok { throw ExitCode(status) }
     }
 }
@@ -259,7 +264,9 @@ private struct BrokerSession: Sendable {
                 case let .failure(error): failures.append(error)
                 }
             }
-            if let first = failures.first { printError("muxctl broker: load: \(failures.count) clients failed, first: \(first)") }
+            if let first = failures.first {
+                printError("muxctl broker: load: \(failures.count) clients failed, first: \(first)")
+            }
             return total
         }
         let elapsed = start.duration(to: .now)
@@ -267,7 +274,9 @@ private struct BrokerSession: Sendable {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let rate = seconds > 0 ? Int(Double(completed) / seconds) : 0
         say("load: \(clients) clients × \(cycles) cycles: \(completed) cycles in \(format(elapsed)) (\(rate) cycles/s)")
-        say("probes: \(probes.latencies.count) answered, \(probes.failures) failed, median \(format(probes.percentile(0.5))), p99 \(format(probes.percentile(0.99))), worst \(format(probes.percentile(1))), over 100 ms: \(probes.latencies.filter { $0 >= .milliseconds(100) }.count)")
+        say(
+            "probes: \(probes.latencies.count) answered, \(probes.failures) failed, median \(format(probes.percentile(0.5))), p99 \(format(probes.percentile(0.99))), worst \(format(probes.percentile(1))), over 100 ms: \(probes.latencies.filter { $0 >= .milliseconds(100) }.count)"
+        )
         let ok = completed == clients * cycles && probes.failures == 0 && probes.percentile(1) < .milliseconds(100)
         return ok ? MuxctlExit.ok : MuxctlExit.failed
     }

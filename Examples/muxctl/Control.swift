@@ -37,7 +37,9 @@ struct Control: ParsableCommand {
         let deadline = ContinuousClock.now + .milliseconds(timeout)
         var parameters: JSONValue?
         if let params {
-            do { parameters = try JSONValue(parsing: params) } catch { throw ValidationError("--params is not JSON: \(error)") }
+            do { parameters = try JSONValue(parsing: params) } catch {
+                throw ValidationError("--params is not JSON: \(error)")
+            }
         }
         var descriptors = FileDescriptorQueue()
         for file in orderedFiles() {
@@ -59,7 +61,10 @@ struct Control: ParsableCommand {
             printError("muxctl control: \(error)")
             throw ExitCode(MuxctlExit.code(for: error))
         }
-        print(String(decoding: ControlMessage.response(reply.response).encoded(fileDescriptorCount: reply.fileDescriptorCount), as: UTF8.self))
+        print(
+            String(
+                decoding: ControlMessage.response(reply.response).encoded(
+                    fileDescriptorCount: reply.fileDescriptorCount), as: UTF8.self))
         var received = reply.takeFileDescriptors()
         var index = 0
         while let fd = received.popFirst() {
@@ -109,9 +114,11 @@ struct Control: ParsableCommand {
             }
             index += 1
         }
-        let parsed = readFiles.map { ($0, Mode.read) } + writeFiles.map { ($0, Mode.write) }
+        let parsed =
+            readFiles.map { ($0, Mode.read) } + writeFiles.map { ($0, Mode.write) }
             + readWriteFiles.map { ($0, Mode.readWrite) }
-        let agrees = ordered.count == parsed.count
+        let agrees =
+            ordered.count == parsed.count
             && ordered.filter { $0.mode == .read }.map(\.path) == readFiles
             && ordered.filter { $0.mode == .write }.map(\.path) == writeFiles
             && ordered.filter { $0.mode == .readWrite }.map(\.path) == readWriteFiles

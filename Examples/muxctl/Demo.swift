@@ -7,7 +7,8 @@ import Glibc
 /// on a temporary socket and talks to it as four different clients on the same socket.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start kvd and show a legacy session, a verified probe, framed requests and an fd-passing control message.")
+        abstract:
+            "Start kvd and show a legacy session, a verified probe, framed requests and an fd-passing control message.")
 
     @Option(help: "The kvd executable (default: next to muxctl).") var kvd: String?
     @Option(help: "kvd's adapter: posix or nio.") var adapter: String = "posix"
@@ -31,8 +32,9 @@ struct Demo: ParsableCommand {
 
         print("\n== client 1: a legacy client speaking kvd's old line protocol")
         let legacy = legacySession(socketPath, ["SET greeting hello, world", "GET greeting", "GET missing", "BOGUS"])
-        steps.check("legacy session is answered exactly as before",
-                    legacy == ["OK", "VALUE hello, world", "NOT_FOUND", "ERROR unknown command BOGUS"])
+        steps.check(
+            "legacy session is answered exactly as before",
+            legacy == ["OK", "VALUE hello, world", "NOT_FOUND", "ERROR unknown command BOGUS"])
 
         print("\n== client 2: a supervisor probes the endpoint and verifies who serves it")
         do {
@@ -40,8 +42,9 @@ struct Demo: ParsableCommand {
             let identity = verified.identity
             print("  <- pid \(identity.pid) (SO_PEERCRED \(verified.peerProcessID)), exe \(identity.executablePath)")
             print("     blake3 \(identity.executableHashHex.prefix(16))…, boot \(identity.bootID)")
-            steps.check("identity verified: nonce, request id, pid = SO_PEERCRED, exe path and BLAKE3",
-                        identity.pid == UInt32(daemon.pid))
+            steps.check(
+                "identity verified: nonce, request id, pid = SO_PEERCRED, exe path and BLAKE3",
+                identity.pid == UInt32(daemon.pid))
         } catch {
             print("  !! \(error)")
             steps.check("identity verified", false)
@@ -57,8 +60,9 @@ struct Demo: ParsableCommand {
                 print("  -> [frame rid \(reply.requestID)] \(command)\n  <- [frame rid \(reply.requestID)] \(text)")
                 replies.append(text)
             }
-            steps.check("framed requests served, sharing state with legacy clients",
-                        replies == ["OK", "VALUE swift", "VALUE hello, world"])
+            steps.check(
+                "framed requests served, sharing state with legacy clients",
+                replies == ["OK", "VALUE swift", "VALUE hello, world"])
         } catch {
             print("  !! \(error)")
             steps.check("framed requests served", false)
@@ -83,8 +87,13 @@ struct Demo: ParsableCommand {
             if adapter == "nio" {
                 // SwiftNIO cannot receive fds: the message is refused, never silently stripped.
                 let refused: Bool
-                if case let .error(error) = reply.response.outcome { refused = error.code == -32050 } else { refused = false }
-                steps.check("SwiftNIO refuses an fd it cannot receive (-32050, then an epitaph)", refused && dumped.isEmpty)
+                if case let .error(error) = reply.response.outcome {
+                    refused = error.code == -32050
+                } else {
+                    refused = false
+                }
+                steps.check(
+                    "SwiftNIO refuses an fd it cannot receive (-32050, then an epitaph)", refused && dumped.isEmpty)
             } else {
                 for line in dumped.split(separator: "\n") { print("     file: \(line)") }
                 steps.check("control message with an fd handled", dumped == "greeting=hello, world\nlang=swift\n")
@@ -150,7 +159,9 @@ struct DemoSteps {
 
 /// An executable in the same directory as this one.
 func siblingExecutable(_ name: String) -> String {
-    guard let path = try? ProcessFacts.executablePath(of: getpid()), let slash = path.lastIndex(of: "/") else { return name }
+    guard let path = try? ProcessFacts.executablePath(of: getpid()), let slash = path.lastIndex(of: "/") else {
+        return name
+    }
     return String(path[..<slash]) + "/" + name
 }
 
@@ -172,7 +183,9 @@ final class ChildProcess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         let result = posix_spawn(&pid, executable, nil, nil, argv, environ)
-        guard result == 0 else { throw ValidationError("cannot start \(executable): \(String(cString: strerror(result)))") }
+        guard result == 0 else {
+            throw ValidationError("cannot start \(executable): \(String(cString: strerror(result)))")
+        }
         self.pid = pid
     }
 

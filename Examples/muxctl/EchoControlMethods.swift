@@ -38,27 +38,40 @@ enum EchoControlMethods {
                 var descriptors = received.takeFileDescriptors()
                 var contents: [JSONValue] = []
                 while let fd = descriptors.popFirst() {
-                    contents.append(.string(String(decoding: readToEnd(fd.rawValue, timeout: readTimeout), as: UTF8.self)))
+                    contents.append(
+                        .string(String(decoding: readToEnd(fd.rawValue, timeout: readTimeout), as: UTF8.self)))
                 }
-                return OutgoingControlMessage(replyingTo: request, result: [
-                    "count": .number(JSONNumber(contents.count)), "contents": .array(contents),
-                ])
+                return OutgoingControlMessage(
+                    replyingTo: request,
+                    result: [
+                        "count": .number(JSONNumber(contents.count)), "contents": .array(contents),
+                    ])
             case "createFds":
-                guard let count = request.params?["count"]?.numberValue?.int64, count >= 0, count <= Int64(maxCreatedDescriptors) else {
-                    return OutgoingControlMessage(replyingTo: request, error: JSONRPCErrorObject(
-                        code: JSONRPCErrorObject.invalidParamsCode, message: "count must be 0...\(maxCreatedDescriptors)"))
+                guard let count = request.params?["count"]?.numberValue?.int64, count >= 0,
+                    count <= Int64(maxCreatedDescriptors)
+                else {
+                    return OutgoingControlMessage(
+                        replyingTo: request,
+                        error: JSONRPCErrorObject(
+                            code: JSONRPCErrorObject.invalidParamsCode,
+                            message: "count must be 0...\(maxCreatedDescriptors)"))
                 }
                 let prefix = request.params?["prefix"]?.stringValue ?? ""
                 guard prefix.utf8.count <= maxPrefixBytes else {
-                    return OutgoingControlMessage(replyingTo: request, error: JSONRPCErrorObject(
-                        code: JSONRPCErrorObject.invalidParamsCode, message: "prefix longer than \(maxPrefixBytes) bytes"))
+                    return OutgoingControlMessage(
+                        replyingTo: request,
+                        error: JSONRPCErrorObject(
+                            code: JSONRPCErrorObject.invalidParamsCode,
+                            message: "prefix longer than \(maxPrefixBytes) bytes"))
                 }
                 var descriptors = FileDescriptorQueue()
                 for i in 0..<Int(count) {
                     var ends: [Int32] = [-1, -1]
                     guard pipe(&ends) == 0 else {
-                        return OutgoingControlMessage(replyingTo: request, error: JSONRPCErrorObject(
-                            code: JSONRPCErrorObject.internalErrorCode, message: "pipe: errno \(errno)"))
+                        return OutgoingControlMessage(
+                            replyingTo: request,
+                            error: JSONRPCErrorObject(
+                                code: JSONRPCErrorObject.internalErrorCode, message: "pipe: errno \(errno)"))
                     }
                     for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
                     let text = Array((prefix + String(i)).utf8)
@@ -66,14 +79,17 @@ enum EchoControlMethods {
                     close(ends[1])
                     descriptors.append(OwnedFileDescriptor(taking: ends[0]))
                 }
-                return OutgoingControlMessage(replyingTo: request, result: ["count": .number(JSONNumber(Int(count)))],
-                                              fileDescriptors: descriptors)
+                return OutgoingControlMessage(
+                    replyingTo: request, result: ["count": .number(JSONNumber(Int(count)))],
+                    fileDescriptors: descriptors)
             case "stats":
-                return OutgoingControlMessage(replyingTo: request, result: [
-                    "requests": .number(JSONNumber(context.counters["requests", default: 0])),
-                    "notifications": .number(JSONNumber(context.counters["notifications", default: 0])),
-                    "notificationFds": .number(JSONNumber(context.counters["notificationFds", default: 0])),
-                ])
+                return OutgoingControlMessage(
+                    replyingTo: request,
+                    result: [
+                        "requests": .number(JSONNumber(context.counters["requests", default: 0])),
+                        "notifications": .number(JSONNumber(context.counters["notifications", default: 0])),
+                        "notificationFds": .number(JSONNumber(context.counters["notificationFds", default: 0])),
+                    ])
             default:
                 return OutgoingControlMessage(replyingTo: request, error: .methodNotFound())
             }
@@ -95,8 +111,9 @@ func readToEnd(_ fd: Int32, limit: Int = 16 * 1024 * 1024, timeout: Duration = .
             let now = ContinuousClock.now
             guard now < deadline else { break }
             let remaining = now.duration(to: deadline)
-            let milliseconds = Int32(clamping: remaining.components.seconds * 1000
-                                     + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let milliseconds = Int32(
+                clamping: remaining.components.seconds * 1000
+                    + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
             let n = poll(&ready, 1, milliseconds)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { break }

@@ -35,7 +35,8 @@ struct Probe: ParsableCommand {
                 socketPath = socket ?? ""
                 if let identity { expected = try IdentityFile.read(from: identity) }
             }
-            let verified = try ProbeClient.probe(socketPath: socketPath, expected: expected, timeout: .milliseconds(timeout))
+            let verified = try ProbeClient.probe(
+                socketPath: socketPath, expected: expected, timeout: .milliseconds(timeout))
             report(verified, socketPath: socketPath, againstFile: expected != nil)
         } catch let error as ValidationError {
             throw error
@@ -51,7 +52,9 @@ struct Probe: ParsableCommand {
     func report(_ verified: VerifiedIdentity, socketPath: String, againstFile: Bool) {
         let identity = verified.identity
         let hash = identity.executableHashHex
-        let microseconds = verified.roundTrip.components.seconds * 1_000_000 + verified.roundTrip.components.attoseconds / 1_000_000_000_000
+        let microseconds =
+            verified.roundTrip.components.seconds * 1_000_000 + verified.roundTrip.components.attoseconds
+            / 1_000_000_000_000
         if json {
             let value: JSONValue = [
                 "verified": true,
@@ -63,7 +66,9 @@ struct Probe: ParsableCommand {
                 "exe_hash_algorithm": .string(identity.executableHashAlgorithm),
                 "exe_hash": .string(hash),
                 "boot_id": .string(identity.bootID),
-                "ipc_endpoint": ["namespace_id": .string(identity.endpoint.namespaceID), "path": .string(identity.endpoint.path)],
+                "ipc_endpoint": [
+                    "namespace_id": .string(identity.endpoint.namespaceID), "path": .string(identity.endpoint.path),
+                ],
                 "started_at_unix_ms": .number(JSONNumber(identity.startedAtUnixMilliseconds)),
                 "round_trip_us": .number(JSONNumber(Int(microseconds))),
             ]

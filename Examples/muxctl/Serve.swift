@@ -5,17 +5,21 @@ import Glibc
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run an echo service (reply = \"echo:\" + payload; JSON-FD control methods echo, readFds, createFds, stats) on the running-process service endpoint.")
+        abstract:
+            "Run an echo service (reply = \"echo:\" + payload; JSON-FD control methods echo, readFds, createFds, stats) on the running-process service endpoint."
+    )
 
     @Option(help: "Service name ([a-z0-9-]{1,64}).") var name: String
     @Option(help: "Service version (informational; not part of any path).") var version: String = "0.0.0"
     @Option(help: "Payload protocol served, e.g. 0x7A63.") var lane: PayloadProtocol
     @Option(name: .customLong("runtime-dir"), help: "Runtime directory (identity file; its FNV-1a tags the socket).")
     var runtimeDirectory: String?
-    @Option(name: .customLong("idle-timeout-ms"), help: "Close connections idle this long, in ms (0 = never; the default).")
+    @Option(
+        name: .customLong("idle-timeout-ms"), help: "Close connections idle this long, in ms (0 = never; the default).")
     var idleTimeoutMilliseconds: Int = 0
-    @Option(name: .customLong("partial-timeout-ms"),
-            help: "Close connections holding an incomplete message this long, in ms (0 = never; default 30000).")
+    @Option(
+        name: .customLong("partial-timeout-ms"),
+        help: "Close connections holding an incomplete message this long, in ms (0 = never; default 30000).")
     var partialTimeoutMilliseconds: Int = 30_000
 
     func run() throws {

@@ -10,7 +10,8 @@ import Glibc
 struct NetBroker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "netbroker",
-        abstract: "Listen, accept and connect on behalf of clients of a Unix socket, passing them the sockets (issue 8).",
+        abstract:
+            "Listen, accept and connect on behalf of clients of a Unix socket, passing them the sockets (issue 8).",
         discussion: """
             Rules (default deny; repeat --allow): listen=tcp:HOST:PORT, connect=tcp:HOST:PORT \
             (HOST an IP literal or *, IPv6 in brackets; PORT a number or *), listen=unix:PATH, \
@@ -20,11 +21,15 @@ struct NetBroker: ParsableCommand {
             """)
 
     @Option(help: "Unix socket to serve.") var socket: String
-    @Option(name: .customLong("allow"), help: "A rule, e.g. listen=tcp:127.0.0.1:* (repeatable).") var rules: [String] = []
-    @Option(name: .customLong("allow-uid"), help: "A uid allowed besides the broker's own (repeatable).") var uids: [UInt32] = []
+    @Option(name: .customLong("allow"), help: "A rule, e.g. listen=tcp:127.0.0.1:* (repeatable).") var rules: [String] =
+        []
+    @Option(name: .customLong("allow-uid"), help: "A uid allowed besides the broker's own (repeatable).") var uids:
+        [UInt32] = []
     @Option(name: .customLong("max-listeners"), help: "Listeners per client connection.") var maxListeners = 64
-    @Option(name: .customLong("max-waiting"), help: "Waiting accept/connect requests per client connection.") var maxWaiting = 256
-    @Option(name: .customLong("connect-timeout-ms"), help: "Timeout of a connect that names none, in ms.") var connectTimeout = 30_000
+    @Option(name: .customLong("max-waiting"), help: "Waiting accept/connect requests per client connection.")
+    var maxWaiting = 256
+    @Option(name: .customLong("connect-timeout-ms"), help: "Timeout of a connect that names none, in ms.")
+    var connectTimeout = 30_000
 
     func validate() throws {
         for rule in rules {
@@ -43,11 +48,14 @@ struct NetBroker: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
         let policy = try BrokerPolicy(allowing: rules, allowedUIDs: Set(uids + [UInt32(getuid())]))
-        let limits = BrokerLimits(maxListenersPerClient: maxListeners, maxWaitingPerClient: maxWaiting,
-                                  defaultConnectTimeout: .milliseconds(connectTimeout))
+        let limits = BrokerLimits(
+            maxListenersPerClient: maxListeners, maxWaitingPerClient: maxWaiting,
+            defaultConnectTimeout: .milliseconds(connectTimeout))
         let server = try BrokerServer(name: "netbroker", socketPath: socket, policy: policy, limits: limits)
         print("netbroker: serving \(socket), pid \(getpid())")
-        print("rules: \(policy.rules.isEmpty ? "none (everything denied)" : policy.rules.map(\.description).joined(separator: " "))")
+        print(
+            "rules: \(policy.rules.isEmpty ? "none (everything denied)" : policy.rules.map(\.description).joined(separator: " "))"
+        )
         print("uids: \(policy.allowedUIDs.sorted().map(String.init).joined(separator: " "))")
         fflush(nil)
         var received: Int32 = 0

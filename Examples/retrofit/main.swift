@@ -17,7 +17,9 @@ func listen(_ path: String) -> Int32 {
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8).prefix(100)) }
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
     _ = Glibc.listen(fd, 16)
     return fd
 }
@@ -29,9 +31,10 @@ let listener = listen(socketPath)
 // Once per daemon: who we are, what we serve, how to recognise our old protocol.
 let identity = try DaemonIdentity.current(endpoint: IPCEndpoint(namespaceID: "mydaemon", path: socketPath))
 let mux = EndpointMux(identity: identity, servedProtocols: [0xF0B7], legacyDetector: .lineBased())
-let options = ConnectionOptions(legacyMode: .perMessage { bytes in
-    bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
-})
+let options = ConnectionOptions(
+    legacyMode: .perMessage { bytes in
+        bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
+    })
 
 /// Per accepted connection: the daemon keeps its fd and its loop; the driver borrows the fd.
 /// Poll on the driver's interest, make one call, answer the events: nothing else to remember.
@@ -40,20 +43,22 @@ func serve(_ fd: Int32) {
     while !driver.isClosed {
         var pollFD = pollfd(fd: fd, events: driver.interest.pollEvents, revents: 0)
         _ = poll(&pollFD, 1, driver.interest.pollTimeout(now: .now))
-        driver.handle(revents: pollFD.revents) { event in      // probes are answered inside
+        driver.handle(revents: pollFD.revents) { event in  // probes are answered inside
             switch event {
-            case let .legacyMessage(line):        // the old protocol, as before
+            case let .legacyMessage(line):  // the old protocol, as before
                 driver.send(bytes: oldProtocolReply(Array(line.dropLast())) + [0x0A])
-            case let .payload(frame):             // v1 frames on lane 0xF0B7
+            case let .payload(frame):  // v1 frames on lane 0xF0B7
                 try? driver.send(frame.response(payload: oldProtocolReply(frame.payload)))
-            case let .control(message):           // JSON-RPC with fds; untaken fds are closed
+            case let .control(message):  // JSON-RPC with fds; untaken fds are closed
                 if case let .request(request) = message.message {
-                    driver.send(.response(ControlResponse(id: request.id, result: .number(JSONNumber(message.fileDescriptorCount)))))
+                    driver.send(
+                        .response(
+                            ControlResponse(id: request.id, result: .number(JSONNumber(message.fileDescriptorCount)))))
                 }
             case .legacyTakeover, .closed:
                 break
             }
-        }                                          // answers are written before it returns
+        }  // answers are written before it returns
     }
     close(fd)
 }

@@ -67,17 +67,21 @@ package final class MuxMetrics: Sendable {
         fileDescriptorsReceived = Counter(label: MuxMetricName.fileDescriptorsReceived, dimensions: dimensions)
         fileDescriptorsSent = Counter(label: MuxMetricName.fileDescriptorsSent, dimensions: dimensions)
         requests = Counter(label: MuxMetricName.controlMessagesReceived, dimensions: dimensions + [("kind", "request")])
-        notifications = Counter(label: MuxMetricName.controlMessagesReceived,
-                                dimensions: dimensions + [("kind", "notification")])
-        responses = Counter(label: MuxMetricName.controlMessagesReceived, dimensions: dimensions + [("kind", "response")])
+        notifications = Counter(
+            label: MuxMetricName.controlMessagesReceived,
+            dimensions: dimensions + [("kind", "notification")])
+        responses = Counter(
+            label: MuxMetricName.controlMessagesReceived, dimensions: dimensions + [("kind", "response")])
         var closed: [EndReason: Counter] = [:]
         for reason in EndReason.allCases {
-            closed[reason] = Counter(label: MuxMetricName.connectionsEnded, dimensions: dimensions + [("reason", reason.rawValue)])
+            closed[reason] = Counter(
+                label: MuxMetricName.connectionsEnded, dimensions: dimensions + [("reason", reason.rawValue)])
         }
         self.closed = closed
         var refused: [RefusalReason: Counter] = [:]
         for reason in RefusalReason.allCases {
-            refused[reason] = Counter(label: MuxMetricName.acceptsRefused, dimensions: dimensions + [("reason", reason.rawValue)])
+            refused[reason] = Counter(
+                label: MuxMetricName.acceptsRefused, dimensions: dimensions + [("reason", reason.rawValue)])
         }
         self.refused = refused
         lanes = Mutex([:])
@@ -87,8 +91,9 @@ package final class MuxMetrics: Sendable {
     func frames(onLane lane: UInt32, count: Int) {
         let counter = lanes.withLock { lanes in
             if let counter = lanes[lane] { return counter }
-            let counter = Counter(label: MuxMetricName.framesReceived,
-                                  dimensions: dimensions + [("lane", PayloadProtocol(rawValue: lane).description)])
+            let counter = Counter(
+                label: MuxMetricName.framesReceived,
+                dimensions: dimensions + [("lane", PayloadProtocol(rawValue: lane).description)])
             lanes[lane] = counter
             return counter
         }
@@ -98,7 +103,8 @@ package final class MuxMetrics: Sendable {
     func epitaph(_ status: EpitaphStatus) {
         let counter = statuses.withLock { statuses in
             if let counter = statuses[status.rawValue] { return counter }
-            let counter = Counter(label: MuxMetricName.epitaphsSent, dimensions: dimensions + [("status", status.description)])
+            let counter = Counter(
+                label: MuxMetricName.epitaphsSent, dimensions: dimensions + [("status", status.description)])
             statuses[status.rawValue] = counter
             return counter
         }
@@ -132,8 +138,9 @@ package struct MuxTelemetry: Sendable {
         guard let logger else { return }
         switch reason {
         case .outOfResources:
-            logger.notice("accept paused: out of file descriptors or memory; retrying after a back-off",
-                          metadata: ["endpointmux.listener": "\(listener)", "errno": "\(code)"])
+            logger.notice(
+                "accept paused: out of file descriptors or memory; retrying after a back-off",
+                metadata: ["endpointmux.listener": "\(listener)", "errno": "\(code)"])
         case .failed:
             logger.notice("accept failed", metadata: ["endpointmux.listener": "\(listener)", "errno": "\(code)"])
         case .shuttingDown:
@@ -206,8 +213,10 @@ package struct ConnectionObserver: Sendable {
     /// epitaph) to the metrics; if the batch ended the connection, counts and logs the end
     /// with its reason (`notice` for a failure or a transport error, `debug` otherwise).
     /// `transportError` describes a failed system call, asked for only when it is logged.
-    package mutating func flush(_ observations: ConnectionStateMachine.Observations,
-                                transportError: @autoclosure () -> String? = nil) {
+    package mutating func flush(
+        _ observations: ConnectionStateMachine.Observations,
+        transportError: @autoclosure () -> String? = nil
+    ) {
         let metrics = telemetry.metrics
         if laneFrames > 0 { flushFrames() }
         if observations.probesAnswered > 0 { metrics.probesAnswered.increment(by: Int64(observations.probesAnswered)) }
@@ -227,8 +236,10 @@ package struct ConnectionObserver: Sendable {
             metrics.epitaph(epitaph.status)
             telemetry.logger?.debug(
                 "epitaph sent",
-                metadata: ["endpointmux.connection": "\(connection)", "endpointmux.epitaph.status": "\(epitaph.status)",
-                           "endpointmux.epitaph.reason": "\(epitaph.reason)"])
+                metadata: [
+                    "endpointmux.connection": "\(connection)", "endpointmux.epitaph.status": "\(epitaph.status)",
+                    "endpointmux.epitaph.reason": "\(epitaph.reason)",
+                ])
         }
         if let end = pendingEnd, !ended {
             ended = true
@@ -237,8 +248,9 @@ package struct ConnectionObserver: Sendable {
             ended = true
             metrics.connectionsOpen.decrement()
             metrics.closed(.legacyTakeover)
-            telemetry.logger?.debug("connection taken over by the daemon's legacy protocol",
-                                    metadata: ["endpointmux.connection": "\(connection)"])
+            telemetry.logger?.debug(
+                "connection taken over by the daemon's legacy protocol",
+                metadata: ["endpointmux.connection": "\(connection)"])
         }
     }
 
@@ -270,14 +282,17 @@ package struct ConnectionObserver: Sendable {
             detail = "failed: epitaph \(epitaph.status): \(epitaph.reason)"
         case .closedByDaemon:
             reason = .closedByDaemon
-            detail = sentEpitaph.map { "closed by the daemon: epitaph \($0.status): \($0.reason)" } ?? "closed by the daemon"
+            detail =
+                sentEpitaph.map { "closed by the daemon: epitaph \($0.status): \($0.reason)" } ?? "closed by the daemon"
         case .transportFailed:
             reason = .transportError
             detail = "transport error: \(transportError ?? "a system call failed")"
         }
         metrics.closed(reason)
         guard let logger = telemetry.logger else { return }
-        var metadata: Logger.Metadata = ["endpointmux.connection": "\(connection)", "endpointmux.end": "\(reason.rawValue)"]
+        var metadata: Logger.Metadata = [
+            "endpointmux.connection": "\(connection)", "endpointmux.end": "\(reason.rawValue)",
+        ]
         if let epitaph = sentEpitaph {
             metadata["endpointmux.epitaph.status"] = "\(epitaph.status)"
             metadata["endpointmux.epitaph.reason"] = "\(epitaph.reason)"

@@ -212,8 +212,9 @@ final class LegacyDecodeLog: @unchecked Sendable {
             if let message {
                 let consumed = candidate.readerIndex
                 guard consumed > 0, consumed <= window else {
-                    return invalid(.legacyDecoderFailed(
-                        reason: "returned a message after consuming \(consumed) of \(window) bytes"))
+                    return invalid(
+                        .legacyDecoderFailed(
+                            reason: "returned a message after consuming \(consumed) of \(window) bytes"))
                 }
                 messages.append(message)
                 return .complete(consumed)

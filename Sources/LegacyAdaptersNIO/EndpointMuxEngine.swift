@@ -52,8 +52,9 @@ final class EndpointMuxEngine {
         self.base = now
         self.last = now
         self.machine = ConnectionStateMachine(mux: mux, options: configuration.connectionOptions(log: log), now: now)
-        self.observer = ConnectionObserver(telemetry: MuxTelemetry(logger: configuration.logger, metrics: configuration.metrics),
-                                           connection: "channel")
+        self.observer = ConnectionObserver(
+            telemetry: MuxTelemetry(logger: configuration.logger, metrics: configuration.metrics),
+            connection: "channel")
     }
 
     // MARK: - Time
@@ -162,7 +163,9 @@ final class EndpointMuxEngine {
 
     /// Handler: the next handler wrote `byteCount` bytes; they count against the
     /// machine's output cap until written. Returns the promise to pass on.
-    func daemonWrote(_ byteCount: Int, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext)
+    func daemonWrote(
+        _ byteCount: Int, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext
+    )
         -> EventLoopPromise<Void>?
     {
         guard phase == .active, byteCount > 0 else { return promise }
@@ -341,7 +344,8 @@ final class EndpointMuxEngine {
         switch host {
         case .decoder:
             if !bytes.isEmpty {
-                context.fireChannelRead(NIOAny(EndpointMuxMessage.legacy(context.channel.allocator.buffer(bytes: bytes))))
+                context.fireChannelRead(
+                    NIOAny(EndpointMuxMessage.legacy(context.channel.allocator.buffer(bytes: bytes))))
             }
         case .handler:
             if let previousHalfClosure, let options = context.channel.syncOptions {

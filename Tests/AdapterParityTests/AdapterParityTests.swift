@@ -60,9 +60,10 @@ struct ParityCase: Sendable, CustomStringConvertible {
     var description: String { name }
 
     var mux: EndpointMux {
-        EndpointMux(identity: parityIdentity, servedProtocols: [parityLane],
-                    legacyDetector: legacy == .reject ? .never : .lineBased(),
-                    limits: limits, acceptsControlMessages: control)
+        EndpointMux(
+            identity: parityIdentity, servedProtocols: [parityLane],
+            legacyDetector: legacy == .reject ? .never : .lineBased(),
+            limits: limits, acceptsControlMessages: control)
     }
 
     static let lineLength: @Sendable (UnsafeRawBufferPointer) -> LegacyMessageLength = { bytes in
@@ -70,22 +71,27 @@ struct ParityCase: Sendable, CustomStringConvertible {
     }
 
     var options: ConnectionOptions {
-        let mode: LegacyMode = switch legacy {
-        case .reject: .reject
-        case .sticky: .sticky
-        case .lines: .perMessage(Self.lineLength)
-        }
+        let mode: LegacyMode =
+            switch legacy {
+            case .reject: .reject
+            case .sticky: .sticky
+            case .lines: .perMessage(Self.lineLength)
+            }
         return ConnectionOptions(legacyMode: mode, partialMessageTimeout: partialTimeout ?? .seconds(30))
     }
 
     var nioConfiguration: EndpointMuxConfiguration {
-        let mode: EndpointMuxLegacyMode = switch legacy {
-        case .reject: .reject
-        case .sticky: .sticky
-        case .lines: .perMessage(EndpointMuxLegacyDecoder(length: Self.lineLength))
+        let mode: EndpointMuxLegacyMode =
+            switch legacy {
+            case .reject: .reject
+            case .sticky: .sticky
+            case .lines: .perMessage(EndpointMuxLegacyDecoder(length: Self.lineLength))
+            }
+        let timeout = partialTimeout.map {
+            TimeAmount.nanoseconds(
+                Int64($0.components.seconds) * 1_000_000_000
+                    + Int64($0.components.attoseconds / 1_000_000_000))
         }
-        let timeout = partialTimeout.map { TimeAmount.nanoseconds(Int64($0.components.seconds) * 1_000_000_000
-                                                                   + Int64($0.components.attoseconds / 1_000_000_000)) }
         return EndpointMuxConfiguration(legacyMode: mode, partialMessageTimeout: timeout ?? .seconds(30))
     }
 }
@@ -108,7 +114,9 @@ struct Outcome: Equatable, CustomStringConvertible {
 
 // MARK: - The table
 
-func frameBytes(_ payload: String, lane: PayloadProtocol = parityLane, kind: FrameKind = .request, id: UInt64 = 1) -> [UInt8] {
+func frameBytes(
+    _ payload: String, lane: PayloadProtocol = parityLane, kind: FrameKind = .request, id: UInt64 = 1
+) -> [UInt8] {
     (try? Frame(kind: kind, payloadProtocol: lane, payload: Array(payload.utf8), requestID: id).encoded()) ?? []
 }
 
@@ -123,13 +131,17 @@ let parityCases: [ParityCase] = {
         // Frames and probes.
         ParityCase(name: "one request frame", input: frameBytes("hi")),
         ParityCase(name: "two frames", input: frameBytes("a", id: 1) + frameBytes("b", id: 2)),
-        ParityCase(name: "event and response kinds reach the daemon", input: frameBytes("e", kind: .event) + frameBytes("r", kind: .response)),
+        ParityCase(
+            name: "event and response kinds reach the daemon",
+            input: frameBytes("e", kind: .event) + frameBytes("r", kind: .response)),
         ParityCase(name: "unserved lane", input: frameBytes("x", lane: 0x7C4C)),
         ParityCase(name: "first-party lane 0x0000", input: frameBytes("x", lane: 0x0000)),
         ParityCase(name: "frame longer than the cap", input: [0x01, 0xFF, 0xFF, 0xFF, 0x7F]),
         ParityCase(name: "undecodable body", input: [0x01, 0x02, 0x00, 0x00, 0x00, 0xFF, 0xFF]),
         ParityCase(name: "probe", input: probeBytes),
-        ParityCase(name: "malformed probe", input: (try? Frame(payloadProtocol: .identityProbe, payload: [1, 2, 3]).encoded()) ?? []),
+        ParityCase(
+            name: "malformed probe",
+            input: (try? Frame(payloadProtocol: .identityProbe, payload: [1, 2, 3]).encoded()) ?? []),
         ParityCase(name: "probe then frame", input: probeBytes + frameBytes("after")),
         ParityCase(name: "frame then half-close", input: frameBytes("bye"), halfClose: true),
         ParityCase(name: "half a frame then half-close", input: Array(frameBytes("cut").prefix(7)), halfClose: true),
@@ -148,12 +160,16 @@ let parityCases: [ParityCase] = {
         ParityCase(name: "object without id is an invalid request", input: text(#"{"foo":1}"# + echo)),
         ParityCase(name: "method not a string", input: text(#"{"jsonrpc":"2.0","method":5,"id":9}"#)),
         ParityCase(name: "whitespace before an object", input: text(" \n\t" + echo)),
-        ParityCase(name: "pretty-printed object", input: text("{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"echo\",\n  \"id\": 2\n}\n")),
+        ParityCase(
+            name: "pretty-printed object",
+            input: text("{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"echo\",\n  \"id\": 2\n}\n")),
         ParityCase(name: "JSON cut by half-close", input: text(#"{"jsonrpc":"2.0","met"#), halfClose: true),
-        ParityCase(name: "nesting deeper than the limit", input: text(#"{"a":[[[[[1]]]]]}"#),
-                   limits: MuxLimits(control: ControlLimits(maxDepth: 4))),
-        ParityCase(name: "message larger than the limit", input: text(echo),
-                   limits: MuxLimits(control: ControlLimits(maxMessageBytes: 24))),
+        ParityCase(
+            name: "nesting deeper than the limit", input: text(#"{"a":[[[[[1]]]]]}"#),
+            limits: MuxLimits(control: ControlLimits(maxDepth: 4))),
+        ParityCase(
+            name: "message larger than the limit", input: text(echo),
+            limits: MuxLimits(control: ControlLimits(maxMessageBytes: 24))),
         ParityCase(name: "control then frame", input: text(echo) + frameBytes("f")),
         ParityCase(name: "control, newline, frame", input: text(echo + "\n") + frameBytes("f")),
         ParityCase(name: "control messages off", input: text(echo), control: false),
@@ -162,8 +178,9 @@ let parityCases: [ParityCase] = {
         ParityCase(name: "control then half-close", input: text(echo), halfClose: true),
         // Fds (POSIX and async only).
         ParityCase(name: "request with one fd", input: text(#"{"jsonrpc":"2.0","method":"m","id":1,"fds":1}"#), fds: 1),
-        ParityCase(name: "request short of its fds at half-close",
-                   input: text(#"{"jsonrpc":"2.0","method":"m","id":1,"fds":2}"#), halfClose: true, fds: 1),
+        ParityCase(
+            name: "request short of its fds at half-close",
+            input: text(#"{"jsonrpc":"2.0","method":"m","id":1,"fds":2}"#), halfClose: true, fds: 1),
         ParityCase(name: "notification with two fds", input: text(#"{"jsonrpc":"2.0","method":"n","fds":2}"#), fds: 2),
         // Legacy, per message.
         ParityCase(name: "one legacy line", input: text("GET a\n"), legacy: .lines),
@@ -184,9 +201,12 @@ let parityCases: [ParityCase] = {
         ParityCase(name: "whitespace only then half-close", input: text("\n\n"), halfClose: true),
         // Timers (synthetic time).
         ParityCase(name: "half a header times out", input: [0x01, 0x10], partialTimeout: .seconds(1)),
-        ParityCase(name: "half a JSON object times out", input: text(#"{"jsonrpc":"2.0","me"#), partialTimeout: .seconds(1)),
+        ParityCase(
+            name: "half a JSON object times out", input: text(#"{"jsonrpc":"2.0","me"#), partialTimeout: .seconds(1)),
         ParityCase(name: "one whitespace byte times out", input: text(" "), partialTimeout: .seconds(1)),
-        ParityCase(name: "half a legacy line times out", input: text("GET a\nGET"), legacy: .lines, partialTimeout: .seconds(1)),
+        ParityCase(
+            name: "half a legacy line times out", input: text("GET a\nGET"), legacy: .lines, partialTimeout: .seconds(1)
+        ),
     ]
     return cases
 }()
@@ -279,7 +299,8 @@ func runPOSIX(_ test: ParityCase, _ split: Split) throws -> Outcome {
         for event in events {
             switch event {
             case let .payload(frame):
-                outcome.events.append("payload \(frame.kind) \(String(decoding: frame.payload.prefix(64), as: UTF8.self))")
+                outcome.events.append(
+                    "payload \(frame.kind) \(String(decoding: frame.payload.prefix(64), as: UTF8.self))")
                 if let reply = Daemon.answer(frame: frame) { try? driver.send(reply) }
             case let .legacyMessage(line):
                 outcome.events.append("legacy \(String(decoding: line, as: UTF8.self))")
@@ -287,7 +308,8 @@ func runPOSIX(_ test: ParityCase, _ split: Split) throws -> Outcome {
             case let .legacyTakeover(bytes):
                 takeover = bytes
             case let .control(received):
-                outcome.events.append("control \(Daemon.describe(received.message)) fds \(received.fileDescriptorCount)")
+                outcome.events.append(
+                    "control \(Daemon.describe(received.message)) fds \(received.fileDescriptorCount)")
                 if let reply = Daemon.answer(control: received.message) { driver.send(reply) }
             case .closed:
                 outcome.ended = true
@@ -338,7 +360,8 @@ func runNIO(_ test: ParityCase, _ split: Split, decoder: Bool) throws -> Outcome
         try channel.pipeline.syncOperations.addHandler(
             ByteToMessageHandler(EndpointMuxDecoder(mux: test.mux, configuration: test.nioConfiguration)))
     } else {
-        try channel.pipeline.syncOperations.addHandler(EndpointMuxHandler(mux: test.mux, configuration: test.nioConfiguration))
+        try channel.pipeline.syncOperations.addHandler(
+            EndpointMuxHandler(mux: test.mux, configuration: test.nioConfiguration))
     }
     try channel.pipeline.syncOperations.addHandler(daemon)
     try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/parity-peer")).wait()
@@ -347,8 +370,10 @@ func runNIO(_ test: ParityCase, _ split: Split, decoder: Bool) throws -> Outcome
     }
     if test.halfClose, channel.isActive { channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
     if let timeout = test.partialTimeout {
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-                                                                   + Int64(timeout.components.attoseconds / 1_000_000_000)))
+        channel.embeddedEventLoop.advanceTime(
+            by: .nanoseconds(
+                Int64(timeout.components.seconds) * 1_000_000_000
+                    + Int64(timeout.components.attoseconds / 1_000_000_000)))
     }
     channel.embeddedEventLoop.advanceTime(by: .seconds(1))  // drains run out
     var outcome = Outcome(events: daemon.events, ended: !channel.isActive)
@@ -397,7 +422,8 @@ final class NIODaemon: ChannelInboundHandler {
 func runAsync(_ test: ParityCase, _ split: Split, expectEnd: Bool) async throws -> Outcome {
     let (server, client) = try SocketPair.make()
     defer { close(client) }
-    let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: test.mux, options: test.options)
+    let connection = try AsyncConnection(
+        taking: OwnedFileDescriptor(taking: server), mux: test.mux, options: test.options)
     let consumer = Task { () -> (events: [String], takeover: [UInt8]?, ended: Bool) in
         var events: [String] = []
         var takeover: [UInt8]?
@@ -418,7 +444,9 @@ func runAsync(_ test: ParityCase, _ split: Split, expectEnd: Bool) async throws 
                 takeover = bytes
             case let .control(received):
                 events.append("control \(Daemon.describe(received.message)) fds \(received.fileDescriptorCount)")
-                if let reply = Daemon.answer(control: received.message) { connection.send(OutgoingControlMessage(reply)) }
+                if let reply = Daemon.answer(control: received.message) {
+                    connection.send(OutgoingControlMessage(reply))
+                }
             case .closed:
                 ended = true
             }
@@ -467,8 +495,9 @@ struct AdapterParityTests {
     @Test(arguments: parityCases)
     func everyAdapterDoesTheSame(_ test: ParityCase) async throws {
         let reference = try runPOSIX(test, .whole)
-        #expect(!reference.written.isEmpty || !reference.events.isEmpty || reference.ended,
-                "\(test.name): the reference run did nothing")
+        #expect(
+            !reference.written.isEmpty || !reference.events.isEmpty || reference.ended,
+            "\(test.name): the reference run did nothing")
         for split in splits {
             let posix = try runPOSIX(test, split)
             #expect(posix == reference, "POSIX driver, \(split): \(posix)\nexpected \(reference)")
@@ -480,7 +509,9 @@ struct AdapterParityTests {
                         // The decoder cannot remove itself: it is documented to refuse sticky mode.
                         continue
                     }
-                    #expect(nio == expected, "NIO \(decoder ? "decoder" : "handler"), \(split): \(nio)\nexpected \(expected)")
+                    #expect(
+                        nio == expected,
+                        "NIO \(decoder ? "decoder" : "handler"), \(split): \(nio)\nexpected \(expected)")
                 }
             }
             if test.partialTimeout == nil {
@@ -488,8 +519,9 @@ struct AdapterParityTests {
                 if test.legacy == .sticky {
                     // The connection keeps the socket (the daemon cannot read it) and ends
                     // when the test closes its side: compare what was delivered and written.
-                    #expect(async.events == reference.events && async.written == reference.written,
-                            "AsyncConnection, \(split): \(async)\nexpected \(reference)")
+                    #expect(
+                        async.events == reference.events && async.written == reference.written,
+                        "AsyncConnection, \(split): \(async)\nexpected \(reference)")
                 } else {
                     #expect(async == reference, "AsyncConnection, \(split): \(async)\nexpected \(reference)")
                 }

@@ -58,7 +58,9 @@ struct BLAKE3Tests {
     /// pieces (so batches start at chunk counters that are not multiples of 4, 8 or 16) by
     /// every implementation this CPU runs (portable Swift, AVX2, AVX-512), all checked by one
     /// `b3sum` run.
-    @Test("matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces, every implementation")
+    @Test(
+        "matches b3sum on 200+ lengths around chunk and tree boundaries, one-shot and in random pieces, every implementation"
+    )
     func manyLengths() throws {
         var lengths = [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 5120]
         for k in 1...17 { lengths += [4096 * k - 1, 4096 * k, 4096 * k + 1] }
@@ -170,14 +172,19 @@ struct BLAKE3Tests {
         let expected = try B3Sum.digest(ofFileAtPath: path)
         let size = bytes.count
 
-        #expect(try BLAKE3.hash(fileAtPath: path) == expected, "hash(fileAtPath:), \(size) bytes", sourceLocation: sourceLocation)
+        #expect(
+            try BLAKE3.hash(fileAtPath: path) == expected, "hash(fileAtPath:), \(size) bytes",
+            sourceLocation: sourceLocation)
         #expect(BLAKE3.hash(bytes) == expected, "hash([UInt8]), \(size) bytes", sourceLocation: sourceLocation)
         bytes.withUnsafeBytes { raw in
-            #expect(BLAKE3.hash(raw) == expected, "hash(UnsafeRawBufferPointer), \(size) bytes", sourceLocation: sourceLocation)
+            #expect(
+                BLAKE3.hash(raw) == expected, "hash(UnsafeRawBufferPointer), \(size) bytes",
+                sourceLocation: sourceLocation)
             for implementation in BLAKE3.Implementation.allCases where implementation.isAvailable {
                 var hasher = BLAKE3(implementation: implementation)
                 hasher.update(raw)
-                #expect(hasher.finalize() == expected, "\(implementation), \(size) bytes", sourceLocation: sourceLocation)
+                #expect(
+                    hasher.finalize() == expected, "\(implementation), \(size) bytes", sourceLocation: sourceLocation)
             }
         }
         for split in Self.splits {
@@ -190,7 +197,9 @@ struct BLAKE3Tests {
                     offset = end
                 }
             }
-            #expect(hasher.finalize() == expected, "update in \(split)-byte pieces, \(size) bytes", sourceLocation: sourceLocation)
+            #expect(
+                hasher.finalize() == expected, "update in \(split)-byte pieces, \(size) bytes",
+                sourceLocation: sourceLocation)
         }
         // Mixed piece sizes through the Sequence overload (array slices).
         var hasher = BLAKE3()
@@ -221,7 +230,10 @@ private enum B3Sum {
             candidates += path.split(separator: ":").map { "\($0)/b3sum" }
         }
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw Failure(description: "b3sum not found (looked in /usr/bin and PATH); the BLAKE3 tests need it as their oracle: apt-get install b3sum")
+            throw Failure(
+                description:
+                    "b3sum not found (looked in /usr/bin and PATH); the BLAKE3 tests need it as their oracle: apt-get install b3sum"
+            )
         }
         return found
     }

@@ -33,7 +33,8 @@ private let l2 = BrokerListenerID(2)
 
 /// A machine with everything allowed for uid 1000 and both clients connected.
 private func machine(limits: BrokerLimits = BrokerLimits(), uids: Set<UInt32> = [1000]) throws -> BrokerStateMachine {
-    let policy = try BrokerPolicy(allowing: ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair"], allowedUIDs: uids)
+    let policy = try BrokerPolicy(
+        allowing: ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair"], allowedUIDs: uids)
     var machine = BrokerStateMachine(policy: policy, limits: limits)
     machine.clientConnected(alice, uid: 1000)
     machine.clientConnected(bob, uid: 1000)
@@ -42,7 +43,8 @@ private func machine(limits: BrokerLimits = BrokerLimits(), uids: Set<UInt32> = 
 
 /// Alice's kernel listener 1, open.
 private func withListener(_ machine: inout BrokerStateMachine) {
-    machine.receive(request(1, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
+    machine.receive(
+        request(1, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
     _ = machine.takeActions()
     machine.listenOpened(l1, endpoint: local)
     _ = machine.takeActions()
@@ -53,7 +55,8 @@ struct BrokerStateMachineTests {
     @Test("listen opens a kernel listener and answers with the bound address")
     func listen() throws {
         var m = try machine()
-        m.receive(request(1, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
+        m.receive(
+            request(1, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
         #expect(m.takeActions() == [.openListener(l1, .tcp(host: "127.0.0.1", port: 0), backlog: 128)])
         m.listenOpened(l1, endpoint: local)
         #expect(m.takeActions() == [result(alice, 1, .listening(listener: l1, endpoint: local))])
@@ -141,13 +144,18 @@ struct BrokerStateMachineTests {
         #expect(m.takeActions() == [.pair(connector: target(bob, 7), acceptor: target(alice, 3), listener: l1)])
 
         // Connecting to a kernel listener by id is a parameter error; to nothing, unknown.
-        m.receive(request(4, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
+        m.receive(
+            request(4, .listen(endpoint: .tcp(host: "127.0.0.1", port: 0), backlog: nil)), from: alice, now: at(0))
         _ = m.takeActions()
         m.listenOpened(l2, endpoint: local)
         _ = m.takeActions()
         m.receive(request(8, .connect(.listener(l2), timeoutMilliseconds: nil)), from: bob, now: at(0))
-        #expect(m.takeActions() == [error(bob, 8, .decode(.conflict("listener 2 is not a pair listener: connect to its endpoint")))])
-        m.receive(request(9, .connect(.listener(BrokerListenerID(77)), timeoutMilliseconds: nil)), from: bob, now: at(0))
+        #expect(
+            m.takeActions() == [
+                error(bob, 8, .decode(.conflict("listener 2 is not a pair listener: connect to its endpoint")))
+            ])
+        m.receive(
+            request(9, .connect(.listener(BrokerListenerID(77)), timeoutMilliseconds: nil)), from: bob, now: at(0))
         #expect(m.takeActions() == [error(bob, 9, .unknownListener(BrokerListenerID(77)))])
     }
 
@@ -165,7 +173,8 @@ struct BrokerStateMachineTests {
         // Unknown ids, other clients' ids, finished requests: nothing (notifications are never answered).
         m.receive(.notification(BrokerCancel(id: 11).notification), from: alice, now: at(1))
         m.receive(.notification(BrokerCancel(id: 99).notification), from: alice, now: at(1))
-        m.receive(.notification(ControlNotification(method: "$/cancelRequest", params: ["id": [1]])), from: alice, now: at(1))
+        m.receive(
+            .notification(ControlNotification(method: "$/cancelRequest", params: ["id": [1]])), from: alice, now: at(1))
         m.receive(request(12, .accept(listener: l1)), from: alice, now: at(1))
         _ = m.takeActions()
         m.receive(.notification(BrokerCancel(id: 12).notification), from: bob, now: at(1))
@@ -181,10 +190,11 @@ struct BrokerStateMachineTests {
         m.receive(request(11, .accept(listener: l1)), from: alice, now: at(0))
         _ = m.takeActions()
         m.receive(request(12, .close(listener: l1)), from: alice, now: at(0))
-        #expect(m.takeActions() == [
-            error(alice, 10, .listenerClosed(l1)), .setAccepting(l1, false), error(alice, 11, .listenerClosed(l1)),
-            .closeListener(l1), result(alice, 12, .closed),
-        ])
+        #expect(
+            m.takeActions() == [
+                error(alice, 10, .listenerClosed(l1)), .setAccepting(l1, false), error(alice, 11, .listenerClosed(l1)),
+                .closeListener(l1), result(alice, 12, .closed),
+            ])
         m.receive(request(13, .close(listener: l1)), from: alice, now: at(0))
         #expect(m.takeActions() == [error(alice, 13, .unknownListener(l1))])
 
@@ -216,7 +226,11 @@ struct BrokerStateMachineTests {
         m.receive(.request(ControlRequest(method: "listen", params: ["endpoint": "x"], id: 8)), from: bob, now: at(0))
         #expect(m.takeActions() == [error(bob, 8, .decode(.wrongType(member: "endpoint", expected: "an object")))])
         m.receive(.request(ControlRequest(method: "shutdown", params: nil, id: "s")), from: bob, now: at(0))
-        #expect(m.takeActions() == [.reply(BrokerTarget(client: bob, id: "s"), .error(BrokerDecodeError.unknownMethod("shutdown").errorObject))])
+        #expect(
+            m.takeActions() == [
+                .reply(
+                    BrokerTarget(client: bob, id: "s"), .error(BrokerDecodeError.unknownMethod("shutdown").errorObject))
+            ])
 
         let carol = BrokerClientID(3)
         m.clientConnected(carol, uid: 4242)
@@ -239,8 +253,12 @@ struct BrokerStateMachineTests {
         _ = m.takeActions()
         m.clientDisconnected(alice)
         let actions = m.takeActions()
-        #expect(Set(actions) == Set([.setAccepting(l1, false), .abortConnect(connect), .closeListener(l1),
-                                     error(bob, 9, .listenerClosed(l2))]))
+        #expect(
+            Set(actions)
+                == Set([
+                    .setAccepting(l1, false), .abortConnect(connect), .closeListener(l1),
+                    error(bob, 9, .listenerClosed(l2)),
+                ]))
         #expect(!actions.contains { if case let .reply(target, _) = $0 { target.client == alice } else { false } })
         #expect(m.listenerCount == 0)
         #expect(m.waitingCount == 0)
@@ -296,19 +314,32 @@ struct BrokerStateMachineTests {
             let id = nextID
             nextID += 1
             switch random.next() % 12 {
-            case 0: ask(client, id, request(id, .listen(endpoint: random.next() % 2 == 0 ? .pair : local, backlog: nil)))
+            case 0:
+                ask(client, id, request(id, .listen(endpoint: random.next() % 2 == 0 ? .pair : local, backlog: nil)))
             case 1: ask(client, id, request(id, .accept(listener: listener)))
-            case 2: ask(client, id, request(id, .connect(.listener(listener), timeoutMilliseconds: Int(random.next() % 300))))
-            case 3: ask(client, id, request(id, .connect(.endpoint(local), timeoutMilliseconds: Int(random.next() % 300))))
+            case 2:
+                ask(
+                    client, id,
+                    request(id, .connect(.listener(listener), timeoutMilliseconds: Int(random.next() % 300))))
+            case 3:
+                ask(client, id, request(id, .connect(.endpoint(local), timeoutMilliseconds: Int(random.next() % 300))))
             case 4: ask(client, id, request(id, .close(listener: listener)))
-            case 5: ask(client, id, .request(ControlRequest(method: "listen", params: [:], id: .number(JSONNumber(id)))))
+            case 5:
+                ask(client, id, .request(ControlRequest(method: "listen", params: [:], id: .number(JSONNumber(id)))))
             case 6:
                 let old = max(1, id - 1 - Int(random.next() % 5))
                 ask(client, old, request(old, .accept(listener: listener)))
-            case 7: m.receive(.notification(BrokerCancel(id: .number(JSONNumber(id - Int(random.next() % 10)))).notification), from: client, now: at(now))
+            case 7:
+                m.receive(
+                    .notification(BrokerCancel(id: .number(JSONNumber(id - Int(random.next() % 10)))).notification),
+                    from: client, now: at(now))
             case 8:
                 if let opened = opening.popLast() {
-                    if random.next() % 4 == 0 { m.listenFailed(opened, errno: 98) } else { m.listenOpened(opened, endpoint: local) }
+                    if random.next() % 4 == 0 {
+                        m.listenFailed(opened, errno: 98)
+                    } else {
+                        m.listenOpened(opened, endpoint: local)
+                    }
                 }
             case 9:
                 if !starting.isEmpty {

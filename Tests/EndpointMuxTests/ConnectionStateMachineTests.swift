@@ -117,13 +117,15 @@ import Testing
     }
 
     static func mux(detector: LegacyDetector = .never, control: Bool = true) -> EndpointMux {
-        EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [lane], legacyDetector: detector,
-                    acceptsControlMessages: control)
+        EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [lane], legacyDetector: detector,
+            acceptsControlMessages: control)
     }
 
-    static let lines = ConnectionOptions(legacyMode: .perMessage { bytes in
-        bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
-    })
+    static let lines = ConnectionOptions(
+        legacyMode: .perMessage { bytes in
+            bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
+        })
 
     static func frame(_ payload: String, lane: PayloadProtocol = lane, id: UInt64 = 1) throws -> [UInt8] {
         try Frame(payloadProtocol: lane, payload: Array(payload.utf8), requestID: id).encoded()
@@ -142,8 +144,11 @@ import Testing
         #expect(h.machine.interest.deadline == h.now, "a deferred end asks to be called at once")
         h.sendLine("NOT_FOUND\n")
         h.nextCall()
-        #expect(h.outputs == [.legacy(Array("GET x\n".utf8)), .write(Array("NOT_FOUND\n".utf8), fds: 0),
-                              .shutdown, .closed(.peerClosed)])
+        #expect(
+            h.outputs == [
+                .legacy(Array("GET x\n".utf8)), .write(Array("NOT_FOUND\n".utf8), fds: 0),
+                .shutdown, .closed(.peerClosed),
+            ])
         #expect(h.machine.isClosed)
     }
 
@@ -164,7 +169,8 @@ import Testing
         var h = Harness()
         h.receive(try Self.frame("one") + [0x01, 0x02, 0x00, 0x00, 0x00, 0xFF, 0xFF])
         #expect(h.outputs == [.payload(Array("one".utf8))])
-        _ = try h.machine.send(Frame(kind: .response, payloadProtocol: Self.lane, payload: Array("ONE".utf8), requestID: 1))
+        _ = try h.machine.send(
+            Frame(kind: .response, payloadProtocol: Self.lane, payload: Array("ONE".utf8), requestID: 1))
         h.drain()
         h.nextCall()
         #expect(h.writes.count == 2)
@@ -172,7 +178,9 @@ import Testing
         #expect(try Self.epitaph(in: h.writes[1])?.status == .invalidFrame)
         #expect(h.outputs.last == .shutdown, "draining until the peer's EOF")
         h.receive([], endOfInput: true)
-        if case .failed(let epitaph?)? = h.closedEnd { #expect(epitaph.status == .invalidFrame) } else {
+        if case .failed(let epitaph?)? = h.closedEnd {
+            #expect(epitaph.status == .invalidFrame)
+        } else {
             Issue.record("not failed with an epitaph: \(h.outputs)")
         }
     }
@@ -268,9 +276,10 @@ import Testing
     }
 
     @Test func aScratchReadKeepsOnlyWhatItReceived() throws {
-        let options = ConnectionOptions(legacyMode: .perMessage({ bytes in
-            bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
-        }))
+        let options = ConnectionOptions(
+            legacyMode: .perMessage({ bytes in
+                bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
+            }))
         var h = Harness(mux: Self.mux(detector: .lineBased()), options: options)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
         defer { scratch.deallocate() }
@@ -372,9 +381,11 @@ import Testing
     }
 
     @Test func aTurnDeliversABoundedNumberOfEventsSoAnswersCountBeforeMore() {
-        var h = Harness(mux: Self.mux(detector: .lineBased()),
-                        options: ConnectionOptions(legacyMode: Self.lines.legacyMode, maxQueuedOutputByteCount: 10_000,
-                                                   maxEventsPerTurn: 8))
+        var h = Harness(
+            mux: Self.mux(detector: .lineBased()),
+            options: ConnectionOptions(
+                legacyMode: Self.lines.legacyMode, maxQueuedOutputByteCount: 10_000,
+                maxEventsPerTurn: 8))
         h.receive(Array(String(repeating: "GET k\n", count: 100).utf8), flush: false)
         #expect(h.outputs.count == 8, "one turn delivers at most 8 events")
         #expect(!h.machine.interest.read && h.machine.interest.deadline == h.now, "paused: call again at once")

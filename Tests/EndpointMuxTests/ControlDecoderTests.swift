@@ -73,7 +73,9 @@ struct ControlTestConnection {
 }
 
 /// Decodes `bytes` delivered in pieces ending at `splits`, then closes the stream.
-private func decodePieces(_ bytes: [UInt8], splits: [Int], limits: ControlLimits = .init())
+private func decodePieces(
+    _ bytes: [UInt8], splits: [Int], limits: ControlLimits = .init()
+)
     -> (delivered: [ControlTestConnection.Delivery], error: ControlError?)
 {
     var connection = ControlTestConnection(limits: limits)

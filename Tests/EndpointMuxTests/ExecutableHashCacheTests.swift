@@ -33,7 +33,10 @@ import Testing
 
         ExecutableHashCache.removeAll()
         #expect(!ExecutableHashCache.contains(fileAtPath: path))
-        #expect(throws: EndpointMuxError.system(operation: "open", path: directory.appendingPathComponent("missing").path, errno: ENOENT)) {
+        #expect(
+            throws: EndpointMuxError.system(
+                operation: "open", path: directory.appendingPathComponent("missing").path, errno: ENOENT)
+        ) {
             try ExecutableHashCache.hash(fileAtPath: directory.appendingPathComponent("missing").path)
         }
     }

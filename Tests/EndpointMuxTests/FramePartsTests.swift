@@ -6,8 +6,10 @@ import Testing
 @Suite struct FramePartsTests {
     typealias Oracle = WireWriterDifferentialTests
 
-    static func checkParts(_ frame: Frame, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount,
-                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func checkParts(
+        _ frame: Frame, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let expected = Oracle.framed(Oracle.packFrame(frame))
         let parts = try frame.encodedParts(maxBodyByteCount: maxBodyByteCount)
         #expect(parts.head + parts.payload + parts.tail == expected, sourceLocation: sourceLocation)
@@ -18,8 +20,10 @@ import Testing
         var g = SplitMix64(seed: 0xBA75)
         for _ in 0..<1000 { try Self.checkParts(Oracle.frame(&g)) }
         let big = Oracle.bytes(1 << 20, &g)
-        try Self.checkParts(Frame(kind: .response, payloadProtocol: 0x7A63, payload: big, requestID: 77,
-                                  traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: "k=v"))
+        try Self.checkParts(
+            Frame(
+                kind: .response, payloadProtocol: 0x7A63, payload: big, requestID: 77,
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: "k=v"))
         try Self.checkParts(Frame(payloadProtocol: 0x7A63))  // empty payload, empty tail
     }
 
@@ -35,9 +39,10 @@ import Testing
         var g = SplitMix64(seed: 0x5107)
         for (count, traced) in [(Frame.separatePayloadByteCount, false), (300_000, true), (1 << 20, true)] {
             let payload = Oracle.bytes(count, &g)
-            let frame = Frame(payloadProtocol: ConnectionStateMachineTests.lane, payload: payload, requestID: 5,
-                              traceparent: traced ? "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" : "",
-                              tracestate: traced ? "a=b" : "")
+            let frame = Frame(
+                payloadProtocol: ConnectionStateMachineTests.lane, payload: payload, requestID: 5,
+                traceparent: traced ? "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" : "",
+                tracestate: traced ? "a=b" : "")
             let encoded = try frame.encoded()
             var h = ConnectionStateMachineTests.Harness()
             // In pieces, so the buffer grows from the header's announcement.
@@ -71,7 +76,8 @@ import Testing
     @Test func aBigFrameFollowedByMoreInputIsCopiedOut() throws {
         var g = SplitMix64(seed: 0x5108)
         let payload = Oracle.bytes(200_000, &g)
-        let first = try Frame(payloadProtocol: ConnectionStateMachineTests.lane, payload: payload, requestID: 1).encoded()
+        let first = try Frame(payloadProtocol: ConnectionStateMachineTests.lane, payload: payload, requestID: 1)
+            .encoded()
         let second = try Frame(payloadProtocol: ConnectionStateMachineTests.lane, payload: [9], requestID: 2).encoded()
         var h = ConnectionStateMachineTests.Harness()
         h.receive(first + second)

@@ -38,7 +38,8 @@ import Testing
     }
 
     @Test func compactAndOptionalFieldsAreAccepted() throws {
-        let text = #"{"pid":1,"exe_path":"/x","exe_hash_algorithm":"blake3","exe_hash":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"boot_id":"","ipc_endpoint":{"namespace_id":"n","path":"/p"},"started_at_unix_ms":5}"#
+        let text =
+            #"{"pid":1,"exe_path":"/x","exe_hash_algorithm":"blake3","exe_hash":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"boot_id":"","ipc_endpoint":{"namespace_id":"n","path":"/p"},"started_at_unix_ms":5}"#
         let identity = try IdentityFile.decode(Array(text.utf8))
         #expect(identity.pid == 1 && identity.idleTimeoutSeconds == nil && identity.endpoint.path == "/p")
     }

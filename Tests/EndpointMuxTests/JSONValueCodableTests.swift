@@ -57,7 +57,10 @@ private struct Even: Codable, Equatable {
 
     @Test func encodesToTheExpectedTree() throws {
         let value = try JSONValue(encoding: sample)
-        #expect(value.jsonText == #"{"count":3,"prefix":"cli-","enabled":true,"items":[{"name":"a","size":18446744073709551615,"ratio":0.1},{"name":"b","size":0}],"tags":{"x":-128},"float":0.1,"raw":{"keep":[1,"two",null]}}"#)
+        #expect(
+            value.jsonText
+                == #"{"count":3,"prefix":"cli-","enabled":true,"items":[{"name":"a","size":18446744073709551615,"ratio":0.1},{"name":"b","size":0}],"tags":{"x":-128},"float":0.1,"raw":{"keep":[1,"two",null]}}"#
+        )
     }
 
     @Test func roundTrips() throws {
@@ -76,7 +79,9 @@ private struct Even: Codable, Equatable {
     @Test func jsonValueInsideIsKeptExactly() throws {
         // Numbers keep their text: a bignum and 1.0 survive.
         let raw = try JSONValue(parsing: #"{"big":123456789012345678901234567890,"one":1.0,"dup":1,"dup":2}"#)
-        #expect(try JSONValue(encoding: ["raw": raw]).jsonText == #"{"raw":{"big":123456789012345678901234567890,"one":1.0,"dup":1,"dup":2}}"#)
+        #expect(
+            try JSONValue(encoding: ["raw": raw]).jsonText
+                == #"{"raw":{"big":123456789012345678901234567890,"one":1.0,"dup":1,"dup":2}}"#)
         #expect(try raw.decode(JSONValue.self) == raw)
     }
 
@@ -86,7 +91,9 @@ private struct Even: Codable, Equatable {
         #expect(try JSONValue(parsing: "-0").decode(UInt.self) == 0)
         #expect(try JSONValue(parsing: "12.50e1").decode(Int16.self) == 125)
         #expect(try JSONValue(parsing: "-9223372036854775808").decode(Int64.self) == Int64.min)
-        for (text, type) in [("1.5", "Int"), ("256", "UInt8"), ("-1", "UInt"), ("1e400", "Int"), ("9223372036854775808", "Int64")] {
+        for (text, type) in [
+            ("1.5", "Int"), ("256", "UInt8"), ("-1", "UInt"), ("1e400", "Int"), ("9223372036854775808", "Int64"),
+        ] {
             let value = try JSONValue(parsing: text)
             let error = #expect(throws: JSONCodingError.self) {
                 switch type {
@@ -170,9 +177,12 @@ private struct Even: Codable, Equatable {
     /// Control params and results: a typed request built and read back through the bridge.
     @Test func controlRequestParams() throws {
         struct CreateFds: Codable, Equatable { var count: Int; var prefix: String }
-        let request = ControlRequest(method: "createFds", params: try JSONValue(encoding: CreateFds(count: 3, prefix: "x")), id: 1)
+        let request = ControlRequest(
+            method: "createFds", params: try JSONValue(encoding: CreateFds(count: 3, prefix: "x")), id: 1)
         let bytes = ControlMessage.request(request).encoded()
-        #expect(String(decoding: bytes, as: UTF8.self) == #"{"jsonrpc":"2.0","method":"createFds","params":{"count":3,"prefix":"x"},"id":1}"#)
+        #expect(
+            String(decoding: bytes, as: UTF8.self)
+                == #"{"jsonrpc":"2.0","method":"createFds","params":{"count":3,"prefix":"x"},"id":1}"#)
         let parsed = try ControlMessage(parsing: try JSONValue(parsing: String(decoding: bytes, as: UTF8.self)))
         guard case let .request(received) = parsed, let params = received.params else {
             Issue.record("not a request with params")

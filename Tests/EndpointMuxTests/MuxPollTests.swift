@@ -6,15 +6,21 @@ import Testing
     static let lane: PayloadProtocol = 0x7A63
     let mux = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [lane])
 
-    func frame(_ lane: PayloadProtocol = lane, kind: FrameKind = .request, payload: [UInt8] = Array("hi".utf8),
-               requestID: UInt64 = 7) throws -> [UInt8] {
+    func frame(
+        _ lane: PayloadProtocol = lane, kind: FrameKind = .request, payload: [UInt8] = Array("hi".utf8),
+        requestID: UInt64 = 7
+    ) throws -> [UInt8] {
         try Frame(kind: kind, payloadProtocol: lane, payload: payload, requestID: requestID).encoded()
     }
 
-    func probe(nonce: [UInt8] = Array(0..<32), kind: FrameKind = .request, envelope: UInt32 = 1,
-               encoding: PayloadEncoding = .none) throws -> [UInt8] {
-        try Frame(envelopeVersion: envelope, kind: kind, payloadProtocol: .identityProbe, payload: nonce,
-                  requestID: 1, payloadEncoding: encoding).encoded()
+    func probe(
+        nonce: [UInt8] = Array(0..<32), kind: FrameKind = .request, envelope: UInt32 = 1,
+        encoding: PayloadEncoding = .none
+    ) throws -> [UInt8] {
+        try Frame(
+            envelopeVersion: envelope, kind: kind, payloadProtocol: .identityProbe, payload: nonce,
+            requestID: 1, payloadEncoding: encoding
+        ).encoded()
     }
 
     @Test func emptyBufferNeedsMore() throws {
@@ -81,15 +87,18 @@ import Testing
     }
 
     @Test func detectorWinsTiesEvenOnFramingByte() throws {
-        let legacyOnOne = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
-                                      legacyDetector: LegacyDetector { $0[0] == 0x01 ? .legacy : .notLegacy })
+        let legacyOnOne = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
+            legacyDetector: LegacyDetector { $0[0] == 0x01 ? .legacy : .notLegacy })
         #expect(try legacyOnOne.poll(try frame()) == .legacy)
         #expect(try legacyOnOne.poll(try probe()) == .legacy)
-        let undecided = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
-                                    legacyDetector: LegacyDetector { _ in .needMoreBytes })
+        let undecided = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
+            legacyDetector: LegacyDetector { _ in .needMoreBytes })
         #expect(try undecided.poll(try frame()) == .needMoreBytes)
-        let never = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
-                                legacyDetector: LegacyDetector { _ in .notLegacy })
+        let never = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
+            legacyDetector: LegacyDetector { _ in .notLegacy })
         guard case .payload = try never.poll(try frame()) else { Issue.record("not payload"); return }
     }
 
@@ -117,14 +126,17 @@ import Testing
         body += [UInt8](repeating: 0x5A, count: payloadLength)
         #expect(body.count == cap)
         let full = [0x01] + withUnsafeBytes(of: UInt32(cap).littleEndian, Array.init) + body
-        guard case let .payload(view, consumed) = try mux.poll(full) else { Issue.record("16 MiB body not delivered"); return }
+        guard case let .payload(view, consumed) = try mux.poll(full) else {
+            Issue.record("16 MiB body not delivered"); return
+        }
         #expect(consumed == cap + 5)
         #expect(view.payloadRange.count == payloadLength)
     }
 
     @Test func configurableFrameLimit() throws {
-        let small = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
-                                limits: MuxLimits(maxFrameBodyByteCount: 16))
+        let small = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [Self.lane],
+            limits: MuxLimits(maxFrameBodyByteCount: 16))
         #expect(throws: MuxError.framing(.frameTooLarge(length: 17, limit: 16))) {
             try small.poll([0x01, 17, 0, 0, 0])
         }
@@ -132,11 +144,11 @@ import Testing
 
     @Test func undecodableBodiesAreErrors() throws {
         let bodies: [[UInt8]] = [
-            [0x08],                    // truncated varint
-            [0x1B],                    // wire type 3 (start group)
-            [0x22, 0x05, 0x01],        // bytes field longer than the body
-            [0x00, 0x01],              // field number 0
-            [0x0A, 0x00],              // envelope_version as length-delimited
+            [0x08],  // truncated varint
+            [0x1B],  // wire type 3 (start group)
+            [0x22, 0x05, 0x01],  // bytes field longer than the body
+            [0x00, 0x01],  // field number 0
+            [0x0A, 0x00],  // envelope_version as length-delimited
             [0x42, 0x02, 0xC3, 0x28],  // traceparent with invalid UTF-8
         ]
         for body in bodies {
@@ -160,8 +172,10 @@ import Testing
     }
 
     @Test func probesWithRequestIDZeroAndTraceAreAnswered() throws {
-        let request = try Frame(payloadProtocol: .identityProbe, payload: Array(0..<32), requestID: 0,
-                                traceparent: "00-abc-01", tracestate: "k=v").encoded()
+        let request = try Frame(
+            payloadProtocol: .identityProbe, payload: Array(0..<32), requestID: 0,
+            traceparent: "00-abc-01", tracestate: "k=v"
+        ).encoded()
         guard case let .probeAnswered(reply, _) = try mux.poll(request) else { Issue.record("not answered"); return }
         let answer = try Frame(parsingFrame: reply)
         #expect(answer.requestID == 0 && answer.traceparent == "00-abc-01" && answer.tracestate == "k=v")
@@ -181,8 +195,10 @@ import Testing
     }
 
     @Test func consumerFramesAreNotEnvelopeValidated() throws {
-        let odd = try Frame(envelopeVersion: 2, payloadProtocol: Self.lane, payload: [1], requestID: 0,
-                            payloadEncoding: .zstd, deadlineUnixMilliseconds: 1).encoded()
+        let odd = try Frame(
+            envelopeVersion: 2, payloadProtocol: Self.lane, payload: [1], requestID: 0,
+            payloadEncoding: .zstd, deadlineUnixMilliseconds: 1
+        ).encoded()
         guard case let .payload(view, _) = try mux.poll(odd) else { Issue.record("not delivered"); return }
         #expect(view.envelopeVersion == 2 && view.payloadEncoding == .zstd && view.deadlineUnixMilliseconds == 1)
     }
@@ -202,13 +218,15 @@ import Testing
     }
 
     @Test func controlCanBeTurnedOff() throws {
-        let off = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [0x7A63], acceptsControlMessages: false)
+        let off = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [0x7A63], acceptsControlMessages: false)
         #expect(try off.poll(Array("{}".utf8)) == .legacy)
     }
 
     @Test func detectorRunsBeforeControl() throws {
-        let json = EndpointMux(identity: Vectors.captureIdentity, servedProtocols: [0x7A63],
-                               legacyDetector: LegacyDetector { $0[0] == UInt8(ascii: "{") ? .legacy : .notLegacy })
+        let json = EndpointMux(
+            identity: Vectors.captureIdentity, servedProtocols: [0x7A63],
+            legacyDetector: LegacyDetector { $0[0] == UInt8(ascii: "{") ? .legacy : .notLegacy })
         #expect(try json.poll(Array(#"{"jsonrpc":"2.0","method":"x"}"#.utf8)) == .legacy)
     }
 
@@ -234,14 +252,22 @@ import Testing
         var session = MuxSession(mux: mux)
         #expect(try [UInt8]().withUnsafeBytes { try session.poll($0, endOfInput: true) } == .endOfStream)
         let partial = Array(#"{"jsonrpc":"2.0","#.utf8)
-        #expect(throws: MuxError.self) { try partial.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) } }
+        #expect(throws: MuxError.self) {
+            try partial.withUnsafeBytes {
+                var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true)
+            }
+        }
         let waiting = Array(#"{"jsonrpc":"2.0","method":"n","fds":1}"#.utf8)
         #expect(throws: MuxError.control(.mismatchedCount(expected: 1, queued: 0))) {
-            try waiting.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) }
+            try waiting.withUnsafeBytes {
+                var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true)
+            }
         }
         let frame = Array(try Frame(payloadProtocol: 0x7A63).encoded().dropLast())
         #expect(throws: MuxError.truncatedFrame(bufferedByteCount: frame.count)) {
-            try frame.withUnsafeBytes { var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true) }
+            try frame.withUnsafeBytes {
+                var s = MuxSession(mux: mux); _ = try s.poll($0, endOfInput: true)
+            }
         }
     }
 

@@ -13,8 +13,12 @@ import Testing
     }
 
     @Test func ranges() {
-        #expect(PayloadProtocol(rawValue: 0x7000).isRegisteredConsumer && PayloadProtocol(rawValue: 0x7EFF).isRegisteredConsumer)
-        #expect(!PayloadProtocol(rawValue: 0x7F00).isRegisteredConsumer && !PayloadProtocol(rawValue: 0x6FFF).isRegisteredConsumer)
+        #expect(
+            PayloadProtocol(rawValue: 0x7000).isRegisteredConsumer
+                && PayloadProtocol(rawValue: 0x7EFF).isRegisteredConsumer)
+        #expect(
+            !PayloadProtocol(rawValue: 0x7F00).isRegisteredConsumer
+                && !PayloadProtocol(rawValue: 0x6FFF).isRegisteredConsumer)
         #expect(PayloadProtocol(rawValue: 0xF000).isPrivateUse && PayloadProtocol(rawValue: 0xFFFF).isPrivateUse)
         #expect(!PayloadProtocol(rawValue: 0x1_0000).isPrivateUse)
         #expect(PayloadProtocol.zccache.isServiceLane && !PayloadProtocol.identityProbe.isServiceLane)

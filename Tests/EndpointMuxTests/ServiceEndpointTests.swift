@@ -5,7 +5,9 @@ import Testing
 @Suite struct ServiceEndpointTests {
     struct Row: CustomTestStringConvertible, Sendable {
         let cells: [String: String]
-        var testDescription: String { "\(cells["name"] ?? "") rd=\(cells["runtime_dir"] ?? "") xdg=\(cells["XDG_RUNTIME_DIR"] ?? "")" }
+        var testDescription: String {
+            "\(cells["name"] ?? "") rd=\(cells["runtime_dir"] ?? "") xdg=\(cells["XDG_RUNTIME_DIR"] ?? "")"
+        }
     }
 
     static let rows = ((try? Vectors.tsv("endpoint-paths.tsv")) ?? []).map(Row.init)
@@ -20,7 +22,8 @@ import Testing
         let environment = ServiceEndpoint.Environment(
             xdgRuntimeDir: optional("XDG_RUNTIME_DIR"), xdgDataHome: optional("XDG_DATA_HOME"),
             home: "/home/user", uid: UInt32(c["uid"] ?? "") ?? 0)
-        let endpoint = try ServiceEndpoint(name: c["name"] ?? "", runtimeDirectory: runtimeDir, environment: environment)
+        let endpoint = try ServiceEndpoint(
+            name: c["name"] ?? "", runtimeDirectory: runtimeDir, environment: environment)
         #expect(endpoint.socketPath == c["socket_path"])
         #expect(endpoint.identityPath == c["identity_path"])
     }
@@ -41,6 +44,8 @@ import Testing
                 try ServiceEndpoint(name: name, runtimeDirectory: nil, environment: env)
             }
         }
-        #expect(throws: Never.self) { try ServiceEndpoint(name: String(repeating: "a", count: 64), runtimeDirectory: nil, environment: env) }
+        #expect(throws: Never.self) {
+            try ServiceEndpoint(name: String(repeating: "a", count: 64), runtimeDirectory: nil, environment: env)
+        }
     }
 }

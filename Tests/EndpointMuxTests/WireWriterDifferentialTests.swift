@@ -22,7 +22,8 @@ import Testing
         return frame.payload.withUnsafeBufferPointer { payload in
             frame.traceparent.withCString { traceparent in
                 frame.tracestate.withCString { tracestate in
-                    message.payload = ProtobufCBinaryData(len: payload.count, data: UnsafeMutablePointer(mutating: payload.baseAddress))
+                    message.payload = ProtobufCBinaryData(
+                        len: payload.count, data: UnsafeMutablePointer(mutating: payload.baseAddress))
                     message.traceparent = UnsafeMutablePointer(mutating: traceparent)
                     message.tracestate = UnsafeMutablePointer(mutating: tracestate)
                     let size = endpointmux__v1__frame__get_packed_size(&message)
@@ -51,26 +52,35 @@ import Testing
     /// The 5-byte v1 header for `body`, then `body`.
     static func framed(_ body: [UInt8]) -> [UInt8] {
         let n = UInt32(body.count)
-        return [0x01, UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8),
-                UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 24)] + body
+        return [
+            0x01, UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8),
+            UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 24),
+        ] + body
     }
 
     // MARK: Random values
 
-    static let interestingU32: [UInt32] = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0xB232, 0xFFFF, 0x1F_FFFF, 0x20_0000, 0x0FFF_FFFF, 0x1000_0000, .max]
+    static let interestingU32: [UInt32] = [
+        0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0xB232, 0xFFFF, 0x1F_FFFF, 0x20_0000, 0x0FFF_FFFF, 0x1000_0000, .max,
+    ]
     static let interestingI32: [Int32] = [0, 1, 2, 3, 4, 0x7F, 0x80, 1000, .max, -1, -2, -128, -129, .min]
     static let interestingU64: [UInt64] = [0, 1, 0x7F, 0x80, 1 << 35, (1 << 56) - 1, 1 << 56, 1 << 63, .max]
 
     static func u32(_ g: inout SplitMix64) -> UInt32 {
-        Bool.random(using: &g) ? interestingU32.randomElement(using: &g) ?? 0 : UInt32(truncatingIfNeeded: g.next() >> UInt64.random(in: 0...63, using: &g))
+        Bool.random(using: &g)
+            ? interestingU32.randomElement(using: &g) ?? 0
+            : UInt32(truncatingIfNeeded: g.next() >> UInt64.random(in: 0...63, using: &g))
     }
 
     static func i32(_ g: inout SplitMix64) -> Int32 {
-        Bool.random(using: &g) ? interestingI32.randomElement(using: &g) ?? 0 : Int32(truncatingIfNeeded: Int64(bitPattern: g.next()) >> Int64.random(in: 0...63, using: &g))
+        Bool.random(using: &g)
+            ? interestingI32.randomElement(using: &g) ?? 0
+            : Int32(truncatingIfNeeded: Int64(bitPattern: g.next()) >> Int64.random(in: 0...63, using: &g))
     }
 
     static func u64(_ g: inout SplitMix64) -> UInt64 {
-        Bool.random(using: &g) ? interestingU64.randomElement(using: &g) ?? 0 : g.next() >> UInt64.random(in: 0...63, using: &g)
+        Bool.random(using: &g)
+            ? interestingU64.randomElement(using: &g) ?? 0 : g.next() >> UInt64.random(in: 0...63, using: &g)
     }
 
     /// Strings of every shape the writer must handle: empty, ASCII, multi-byte UTF-8,
@@ -94,27 +104,36 @@ import Testing
 
     static func frame(_ g: inout SplitMix64) -> Frame {
         // Sizes around the inline small-copy path (16…64 bytes) as well.
-        let payloadCount = [0, 1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128,
-                            Int.random(in: 0...600, using: &g), Int.random(in: 0...600, using: &g),
-                            16_383, 16_384].randomElement(using: &g) ?? 0
+        let payloadCount =
+            [
+                0, 1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128,
+                Int.random(in: 0...600, using: &g), Int.random(in: 0...600, using: &g),
+                16_383, 16_384,
+            ].randomElement(using: &g) ?? 0
         // A third without trace fields: the encoders' trace-less fast path.
         let traced = Int.random(in: 0..<3, using: &g) != 0
         return Frame(
-            envelopeVersion: u32(&g), kind: FrameKind(rawValue: i32(&g)), payloadProtocol: PayloadProtocol(rawValue: u32(&g)),
+            envelopeVersion: u32(&g), kind: FrameKind(rawValue: i32(&g)),
+            payloadProtocol: PayloadProtocol(rawValue: u32(&g)),
             payload: bytes(payloadCount, &g), requestID: u64(&g), payloadEncoding: PayloadEncoding(rawValue: i32(&g)),
-            deadlineUnixMilliseconds: u64(&g), traceparent: traced ? string(&g) : "", tracestate: traced ? string(&g) : "")
+            deadlineUnixMilliseconds: u64(&g), traceparent: traced ? string(&g) : "",
+            tracestate: traced ? string(&g) : "")
     }
 
     // MARK: Frames
 
     /// Every way to encode `frame` against the oracle.
-    static func checkFrame(_ frame: Frame, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount,
-                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func checkFrame(
+        _ frame: Frame, maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let body = packFrame(frame)
         #expect(frame.encodedBody() == body, "encodedBody of \(frame.envelopeSummary)", sourceLocation: sourceLocation)
         let expected = framed(body)
         #expect(frame.encodedByteCount == expected.count, sourceLocation: sourceLocation)
-        #expect(try frame.encoded(maxBodyByteCount: maxBodyByteCount) == expected, "encoded", sourceLocation: sourceLocation)
+        #expect(
+            try frame.encoded(maxBodyByteCount: maxBodyByteCount) == expected, "encoded", sourceLocation: sourceLocation
+        )
         var buffer: [UInt8] = [0xEE, 0xEF]
         #expect(throws: Never.self) { try frame.encode(into: &buffer, maxBodyByteCount: maxBodyByteCount) }
         #expect(buffer == [0xEE, 0xEF] + expected, "encode(into:)", sourceLocation: sourceLocation)
@@ -136,9 +155,13 @@ import Testing
             try Self.checkFrame(Frame(envelopeVersion: Self.u32(&g), kind: .request, payloadProtocol: 0))
             try Self.checkFrame(Frame(envelopeVersion: 0, kind: FrameKind(rawValue: Self.i32(&g)), payloadProtocol: 0))
             try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: PayloadProtocol(rawValue: Self.u32(&g))))
-            try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, payload: Self.bytes(Int.random(in: 0...300, using: &g), &g)))
+            try Self.checkFrame(
+                Frame(
+                    envelopeVersion: 0, payloadProtocol: 0, payload: Self.bytes(Int.random(in: 0...300, using: &g), &g))
+            )
             try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, requestID: Self.u64(&g)))
-            try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, payloadEncoding: PayloadEncoding(rawValue: Self.i32(&g))))
+            try Self.checkFrame(
+                Frame(envelopeVersion: 0, payloadProtocol: 0, payloadEncoding: PayloadEncoding(rawValue: Self.i32(&g))))
             try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, deadlineUnixMilliseconds: Self.u64(&g)))
             try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, traceparent: Self.string(&g)))
             try Self.checkFrame(Frame(envelopeVersion: 0, payloadProtocol: 0, tracestate: Self.string(&g)))
@@ -150,21 +173,25 @@ import Testing
 
     @Test func unknownKindsAndEncodingsMatch() throws {
         for raw in Self.interestingI32 + [4, 5, 99, -3, -1_000_000] {
-            try Self.checkFrame(Frame(kind: FrameKind(rawValue: raw), payloadProtocol: 0x7A63, payload: [1, 2, 3], requestID: 9))
-            try Self.checkFrame(Frame(payloadProtocol: 0x7A63, payload: [1], payloadEncoding: PayloadEncoding(rawValue: raw)))
+            try Self.checkFrame(
+                Frame(kind: FrameKind(rawValue: raw), payloadProtocol: 0x7A63, payload: [1, 2, 3], requestID: 9))
+            try Self.checkFrame(
+                Frame(payloadProtocol: 0x7A63, payload: [1], payloadEncoding: PayloadEncoding(rawValue: raw)))
         }
     }
 
     @Test func largePayloadsMatch() throws {
         var g = SplitMix64(seed: 16)
         let sixteen = Self.bytes(16 * 1024 * 1024, &g)
-        let frame = Frame(kind: .response, payloadProtocol: 0x7A63, payload: sixteen, requestID: .max,
-                          traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: "a=b")
+        let frame = Frame(
+            kind: .response, payloadProtocol: 0x7A63, payload: sixteen, requestID: .max,
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: "a=b")
         // A 16 MiB payload makes a body above the default cap: encoded with a larger one…
         try Self.checkFrame(frame, maxBodyByteCount: 32 * 1024 * 1024)
         // …and refused, with the buffer untouched, under the default cap.
         let bodyCount = Self.packFrame(frame).count
-        #expect(throws: FramingError.frameTooLarge(length: UInt64(bodyCount), limit: V1Framing.defaultMaxBodyByteCount)) {
+        #expect(throws: FramingError.frameTooLarge(length: UInt64(bodyCount), limit: V1Framing.defaultMaxBodyByteCount))
+        {
             try frame.encoded()
         }
         var buffer: [UInt8] = [7]
@@ -192,13 +219,16 @@ import Testing
     @Test func epitaphsMatchLibprotobufC() throws {
         var g = SplitMix64(seed: 0xE917)
         var epitaphs = [Epitaph(status: .ok, reason: ""), Epitaph(status: .invalidFrame, reason: "bad\u{0}tail")]
-        for _ in 0..<500 { epitaphs.append(Epitaph(status: EpitaphStatus(rawValue: Self.i32(&g)), reason: Self.string(&g))) }
+        for _ in 0..<500 {
+            epitaphs.append(Epitaph(status: EpitaphStatus(rawValue: Self.i32(&g)), reason: Self.string(&g)))
+        }
         epitaphs.append(Epitaph(status: .timedOut, reason: String(repeating: "r", count: 70_000)))
         for epitaph in epitaphs {
             let message = Self.packEpitaph(epitaph)
             #expect(epitaph.encodedMessage() == message, "\(epitaph)")
             for lane in [PayloadProtocol.defaultEpitaph, 0x7A63, 0xFFFF_FFFF] {
-                let expected = Self.framed(Self.packFrame(Frame(kind: .event, payloadProtocol: lane, payload: message, requestID: 0)))
+                let expected = Self.framed(
+                    Self.packFrame(Frame(kind: .event, payloadProtocol: lane, payload: message, requestID: 0)))
                 #expect(try epitaph.v1Frame(lane: lane).encoded() == expected)
                 #expect(try epitaph.encodedV1Frame(lane: lane) == expected)
                 var buffer: [UInt8] = [0x42]
@@ -218,8 +248,10 @@ import Testing
     static func identity(_ g: inout SplitMix64) -> DaemonIdentity {
         DaemonIdentity(
             pid: Bool.random(using: &g) ? 0 : Self.u32(&g),
-            executablePath: Bool.random(using: &g) ? "/usr/local/bin/exampled" : "/" + String(repeating: "p", count: Int.random(in: 0...200, using: &g)),
-            executableHash: Self.bytes(32, &g), bootID: Bool.random(using: &g) ? "" : "7f178b59-f577-4878-9241-3a4162f48ad9",
+            executablePath: Bool.random(using: &g)
+                ? "/usr/local/bin/exampled" : "/" + String(repeating: "p", count: Int.random(in: 0...200, using: &g)),
+            executableHash: Self.bytes(32, &g),
+            bootID: Bool.random(using: &g) ? "" : "7f178b59-f577-4878-9241-3a4162f48ad9",
             endpoint: IPCEndpoint(namespaceID: Self.string(&g), path: "/run/user/1000/x-\(g.next()).sock"),
             startedAtUnixMilliseconds: Self.u64(&g),
             idleTimeoutSeconds: Bool.random(using: &g) ? nil : Self.u32(&g))
@@ -233,18 +265,24 @@ import Testing
             var tracestate = Self.string(&g)
             if round % 4 == 0 { traceparent = ""; tracestate = "" }
             let request = try ProbeRequest(nonce: Self.bytes(32, &g), traceparent: traceparent, tracestate: tracestate)
-            let expected = Self.framed(Self.packFrame(Frame(
-                kind: .response, payloadProtocol: .identityProbe, payload: request.nonce + responder.identityPayload,
-                requestID: request.requestID, traceparent: traceparent, tracestate: tracestate)))
+            let expected = Self.framed(
+                Self.packFrame(
+                    Frame(
+                        kind: .response, payloadProtocol: .identityProbe,
+                        payload: request.nonce + responder.identityPayload,
+                        requestID: request.requestID, traceparent: traceparent, tracestate: tracestate)))
             #expect(try responder.answer(request) == expected)
 
             // From the probe's bytes (the mux's path), with another request id.
             var probe = request.frame
             probe.requestID = round % 5 == 0 ? 0 : Self.u64(&g)
             let probeBytes = [0xAA, 0xBB] + Self.framed(Self.packFrame(probe))
-            let expectedForView = Self.framed(Self.packFrame(Frame(
-                kind: .response, payloadProtocol: .identityProbe, payload: request.nonce + responder.identityPayload,
-                requestID: probe.requestID, traceparent: traceparent, tracestate: tracestate)))
+            let expectedForView = Self.framed(
+                Self.packFrame(
+                    Frame(
+                        kind: .response, payloadProtocol: .identityProbe,
+                        payload: request.nonce + responder.identityPayload,
+                        requestID: probe.requestID, traceparent: traceparent, tracestate: tracestate)))
             try probeBytes.withUnsafeBytes { raw in
                 let view = try FrameView(parsingBodyIn: raw, range: 7..<raw.count)
                 #expect(try responder.answer(probe: view, in: raw) == expectedForView)
@@ -264,9 +302,11 @@ import Testing
         // A nonce edited to another length goes through the general encoder.
         var odd = request
         odd.nonce = [1, 2, 3]
-        let expected = Self.framed(Self.packFrame(Frame(
-            kind: .response, payloadProtocol: .identityProbe, payload: [1, 2, 3] + responder.identityPayload,
-            requestID: request.requestID)))
+        let expected = Self.framed(
+            Self.packFrame(
+                Frame(
+                    kind: .response, payloadProtocol: .identityProbe, payload: [1, 2, 3] + responder.identityPayload,
+                    requestID: request.requestID)))
         #expect(try responder.answer(odd) == expected)
         // A frame that is not a valid probe is refused before anything is written.
         let notProbe = Self.framed(Self.packFrame(Frame(payloadProtocol: .identityProbe, payload: [1, 2, 3])))
@@ -274,7 +314,9 @@ import Testing
             let view = try FrameView(parsingBodyIn: raw, range: 5..<raw.count)
             #expect(throws: MuxError.malformedProbe(.nonceLength(3))) { try responder.answer(probe: view, in: raw) }
             var output: [UInt8] = []
-            #expect(throws: MuxError.malformedProbe(.nonceLength(3))) { try responder.answer(probe: view, in: raw, into: &output) }
+            #expect(throws: MuxError.malformedProbe(.nonceLength(3))) {
+                try responder.answer(probe: view, in: raw, into: &output)
+            }
             #expect(output.isEmpty)
         }
     }
@@ -295,7 +337,9 @@ import Testing
             } while v != 0
             #expect(ProtobufWireWriter.varintByteCount(value) == reference.count, "\(value)")
             var out = [UInt8](repeating: 0, count: 10)
-            let n = out.withUnsafeMutableBufferPointer { $0.baseAddress.map { ProtobufWireWriter.writeVarint(value, to: $0) } ?? 0 }
+            let n = out.withUnsafeMutableBufferPointer {
+                $0.baseAddress.map { ProtobufWireWriter.writeVarint(value, to: $0) } ?? 0
+            }
             #expect(Array(out[..<n]) == reference, "\(value)")
         }
     }

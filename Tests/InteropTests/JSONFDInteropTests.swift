@@ -17,21 +17,26 @@ import LegacyAdapters
         let sandbox = try Sandbox()
         let name = "interop-jsonfd"
         let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-                               environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
-        let client = try await run(Peers.python, [Peers.script("jsonfd_peer.py"), "client", endpoint.socketPath],
-                                   environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(60))
+        let server = try Child(
+            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
+            environment: sandbox.environment, in: sandbox, label: "serve")
+        #expect(
+            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let client = try await run(
+            Peers.python, [Peers.script("jsonfd_peer.py"), "client", endpoint.socketPath],
+            environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(60))
         #expect(client.status == 0, "client: \(client.output) \(client.errors)")
         let report = try JSONValue(parsing: client.output.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(report["ok"] == .bool(true), "\(report["errors"] ?? .null)")
         #expect(report["errors"] == .array([]))
         let checks = report["checks"]?.objectValue?.members ?? []
-        #expect(checks.map(\.key) == [
-            "echo", "echo_string_id_null_result", "readFds_600", "createFds_600", "createFds_contents",
-            "unknown_method", "notifications_and_stats", "pipelined_burst", "clean_end",
-        ])
-        #expect(checks.allSatisfy { $0.value == .bool(true) }, "\(checks.filter { $0.value != .bool(true) }.map(\.key))")
+        #expect(
+            checks.map(\.key) == [
+                "echo", "echo_string_id_null_result", "readFds_600", "createFds_600", "createFds_contents",
+                "unknown_method", "notifications_and_stats", "pipelined_burst", "clean_end",
+            ])
+        #expect(
+            checks.allSatisfy { $0.value == .bool(true) }, "\(checks.filter { $0.value != .bool(true) }.map(\.key))")
         // Our receiver waited for the Python sender's batches: 500 refused, then 250/250/100.
         #expect(report["send_fd_batches"] == [250, 250, 100])
         #expect(report["max_fds_per_sendmsg"] == 250)
@@ -51,8 +56,9 @@ import LegacyAdapters
         try Peers.require()
         let sandbox = try Sandbox()
         let path = sandbox.directory.appendingPathComponent("py.sock").path
-        let server = try Child(Peers.python, [Peers.script("jsonfd_peer.py"), "server", path],
-                               environment: sandbox.environment, in: sandbox, label: "pyserver")
+        let server = try Child(
+            Peers.python, [Peers.script("jsonfd_peer.py"), "server", path],
+            environment: sandbox.environment, in: sandbox, label: "pyserver")
         defer { server.closeInput() }
         #expect(await waitForFile(path), "the Python server never listened: \(server.errors)")
 
@@ -72,7 +78,8 @@ import LegacyAdapters
         let session = try await onOwnThread { () throws -> Session in
             let client = try ControlClient(socketPath: path)
             let echo = try client.call("echo", params: echoed)
-            let read = try client.call("readFds", fileDescriptors: try pipes((0..<600).map { "sw-\($0)" }), timeout: .seconds(30))
+            let read = try client.call(
+                "readFds", fileDescriptors: try pipes((0..<600).map { "sw-\($0)" }), timeout: .seconds(30))
             let created = try client.call("createFds", params: ["count": 600, "prefix": "py-"], timeout: .seconds(30))
             var received = created.takeFileDescriptors()
             var contents: [String] = []
@@ -81,23 +88,34 @@ import LegacyAdapters
             try client.notify("note", params: ["n": 1], fileDescriptors: try pipes(["n0", "n1"]))
             let stats = try client.call("stats")
             let peerStats = try client.call("peerStats")
-            return Session(echo: echo.response, read: read.response, created: created.response, createdContents: contents,
-                           unknown: unknown.response, stats: stats.response, peerStats: peerStats.response)
+            return Session(
+                echo: echo.response, read: read.response, created: created.response, createdContents: contents,
+                unknown: unknown.response, stats: stats.response, peerStats: peerStats.response)
         }
         #expect(session.echo == ControlResponse(id: 1, result: echoed))
-        #expect(session.read == ControlResponse(id: 2, result: [
-            "count": 600, "contents": .array((0..<600).map { .string("sw-\($0)") }),
-        ]))
+        #expect(
+            session.read
+                == ControlResponse(
+                    id: 2,
+                    result: [
+                        "count": 600, "contents": .array((0..<600).map { .string("sw-\($0)") }),
+                    ]))
         #expect(session.created == ControlResponse(id: 3, result: ["count": 600]))
         #expect(session.createdContents == (0..<600).map { "py-\($0)" })
         #expect(session.unknown == ControlResponse(id: 4, error: .methodNotFound()))
-        #expect(session.stats == ControlResponse(id: 5, result: ["requests": 5, "notifications": 1, "notificationFds": 2]))
+        #expect(
+            session.stats == ControlResponse(id: 5, result: ["requests": 5, "notifications": 1, "notificationFds": 2]))
         // Our sender: 500 refused by the kernel, halved to 250; the peer's recvmsg saw
         // 250/250/100 for readFds, then 2 (unknown method) and 2 (notification). The
         // peer's sender went through the same halving for createFds.
-        #expect(session.peerStats == ControlResponse(id: 6, result: [
-            "recvFdBatches": [250, 250, 100, 2, 2], "sendFdBatches": [250, 250, 100], "maxFdsPerSendmsg": 250,
-        ]))
+        #expect(
+            session.peerStats
+                == ControlResponse(
+                    id: 6,
+                    result: [
+                        "recvFdBatches": [250, 250, 100, 2, 2], "sendFdBatches": [250, 250, 100],
+                        "maxFdsPerSendmsg": 250,
+                    ]))
 
         server.closeInput()
         #expect(await server.wait(timeout: .seconds(10)) == 0)
@@ -111,29 +129,36 @@ import LegacyAdapters
         try Peers.require()
         let sandbox = try Sandbox()
         let path = sandbox.directory.appendingPathComponent("py.sock").path
-        let server = try Child(Peers.python, [Peers.script("jsonfd_peer.py"), "server", path],
-                               environment: sandbox.environment, in: sandbox, label: "pyserver")
+        let server = try Child(
+            Peers.python, [Peers.script("jsonfd_peer.py"), "server", path],
+            environment: sandbox.environment, in: sandbox, label: "pyserver")
         defer { server.closeInput() }
         #expect(await waitForFile(path), "the Python server never listened: \(server.errors)")
 
-        let created = try await run(Peers.muxctl, ["control", "--socket", path, "createFds", "--params", #"{"count":3,"prefix":"cli-"}"#],
-                                    environment: sandbox.environment, in: sandbox, label: "create")
+        let created = try await run(
+            Peers.muxctl, ["control", "--socket", path, "createFds", "--params", #"{"count":3,"prefix":"cli-"}"#],
+            environment: sandbox.environment, in: sandbox, label: "create")
         #expect(created.status == 0, "\(created.errors)")
-        #expect(created.output == #"{"jsonrpc":"2.0","result":{"count":3},"id":1,"fds":3}"# + "\nfd[0]: cli-0\nfd[1]: cli-1\nfd[2]: cli-2\n")
+        #expect(
+            created.output == #"{"jsonrpc":"2.0","result":{"count":3},"id":1,"fds":3}"#
+                + "\nfd[0]: cli-0\nfd[1]: cli-1\nfd[2]: cli-2\n")
 
         let first = sandbox.directory.appendingPathComponent("first.txt").path
         let second = sandbox.directory.appendingPathComponent("second.txt").path
         try "FIRST".write(toFile: first, atomically: true, encoding: .utf8)
         try "SECOND".write(toFile: second, atomically: true, encoding: .utf8)
-        let read = try await run(Peers.muxctl, ["control", "--socket", path, "readFds", "--fd", second, "--fd", first],
-                                 environment: sandbox.environment, in: sandbox, label: "read")
+        let read = try await run(
+            Peers.muxctl, ["control", "--socket", path, "readFds", "--fd", second, "--fd", first],
+            environment: sandbox.environment, in: sandbox, label: "read")
         #expect(read.status == 0, "\(read.errors)")
         #expect(read.output == #"{"jsonrpc":"2.0","result":{"count":2,"contents":["SECOND","FIRST"]},"id":1}"# + "\n")
 
-        let unknown = try await run(Peers.muxctl, ["control", "--socket", path, "nope"],
-                                    environment: sandbox.environment, in: sandbox, label: "nope")
+        let unknown = try await run(
+            Peers.muxctl, ["control", "--socket", path, "nope"],
+            environment: sandbox.environment, in: sandbox, label: "nope")
         #expect(unknown.status == 2, "an error answer exits 2 (README, muxctl exit statuses)")
-        #expect(unknown.output == #"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1}"# + "\n")
+        #expect(
+            unknown.output == #"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1}"# + "\n")
 
         server.closeInput()
         #expect(await server.wait(timeout: .seconds(10)) == 0)

@@ -10,8 +10,10 @@ import Testing
     enum Adapter: String, CaseIterable, Sendable { case posix, nio }
 
     /// Starts kvd (optionally under `prlimit --nofile=N`) and waits until it accepts.
-    func start(_ adapter: Adapter, mux: Bool = true, extra: [String] = [], fileLimit: Int? = nil,
-               in sandbox: Sandbox, label: String) async throws -> (Child, String) {
+    func start(
+        _ adapter: Adapter, mux: Bool = true, extra: [String] = [], fileLimit: Int? = nil,
+        in sandbox: Sandbox, label: String
+    ) async throws -> (Child, String) {
         guard FileManager.default.isExecutableFile(atPath: Peers.kvd) else { throw Peers.PeerMissing(path: Peers.kvd) }
         let socket = sandbox.directory.appendingPathComponent("\(label).sock").path
         var arguments = ["--socket", socket, "--adapter", adapter.rawValue] + (mux ? [] : ["--no-mux"]) + extra
@@ -33,7 +35,9 @@ import Testing
     }
 
     /// One scripted client: writes, half-closes, reads to EOF.
-    func halfClosed(_ socket: String, _ text: String, timeout: Duration = .seconds(5)) throws -> (reply: String, sawEOF: Bool) {
+    func halfClosed(
+        _ socket: String, _ text: String, timeout: Duration = .seconds(5)
+    ) throws -> (reply: String, sawEOF: Bool) {
         let client = try ScriptedClient(socketPath: socket)
         client.write(text)
         client.halfClose()
@@ -71,7 +75,11 @@ import Testing
             let (reply, eof) = try halfClosed(socket, script.send)
             if reply != script.expect || !eof {
                 failures += 1
-                if failures <= 3 { Issue.record("client \(index) sent \(script.send.debugDescription): got \(reply.debugDescription), EOF \(eof)") }
+                if failures <= 3 {
+                    Issue.record(
+                        "client \(index) sent \(script.send.debugDescription): got \(reply.debugDescription), EOF \(eof)"
+                    )
+                }
             }
         }
         #expect(failures == 0)
@@ -91,7 +99,9 @@ import Testing
         #expect(afterGone == start)
         let shareAfterGone = try #require(await DaemonStats.cpuShare(pid, over: .seconds(1)))
         #expect(shareAfterGone < 0.05, "kvd \(adapter) used \(Int(shareAfterGone * 100)) % CPU after peers vanished")
-        print("kvd \(adapter): 200 half-closed clients, fds \(start) → \(after ?? -1), idle CPU \(share * 100) %; after 20 vanished peers fds \(afterGone ?? -1), CPU \(shareAfterGone * 100) %")
+        print(
+            "kvd \(adapter): 200 half-closed clients, fds \(start) → \(after ?? -1), idle CPU \(share * 100) %; after 20 vanished peers fds \(afterGone ?? -1), CPU \(shareAfterGone * 100) %"
+        )
         daemon.signal(SIGTERM)
         #expect(await daemon.wait(timeout: .seconds(10)) == 0)
     }
@@ -116,7 +126,10 @@ import Testing
             let after = try halfClosed(retrofitSocket, session)
             #expect(before.sawEOF && after.sawEOF, "\(adapter): EOF original \(before.sawEOF), mux \(after.sawEOF)")
             #expect(!before.reply.isEmpty)
-            #expect(before.reply == after.reply, "\(adapter) \(session.prefix(40).debugDescription): \(before.reply.prefix(80).debugDescription) vs \(after.reply.prefix(80).debugDescription)")
+            #expect(
+                before.reply == after.reply,
+                "\(adapter) \(session.prefix(40).debugDescription): \(before.reply.prefix(80).debugDescription) vs \(after.reply.prefix(80).debugDescription)"
+            )
         }
         #expect(try halfClosed(originalSocket, "SET a 1\nGET a\n").reply == "OK\nVALUE 1\n")
         // A peer that closes without reading: no leak, no spin.
@@ -147,7 +160,9 @@ import Testing
         prober.write(try request.frame.encoded())
         let answer = prober.readFrame(deadline: .now + .seconds(5))
         let probe = probeStart.duration(to: .now)
-        let verified = answer.flatMap { try? Frame(parsingFrame: $0) }.flatMap { try? ProbeResponse(validating: $0, for: request) }
+        let verified = answer.flatMap { try? Frame(parsingFrame: $0) }.flatMap {
+            try? ProbeResponse(validating: $0, for: request)
+        }
         #expect(verified != nil, "no valid probe answer")
         let getStart = ContinuousClock.now
         let client = try ScriptedClient(socketPath: socket)
@@ -165,7 +180,8 @@ import Testing
             let sorted = values.sorted()
             let median = try #require(sorted.isEmpty ? nil : sorted[sorted.count / 2])
             #expect(median < bound, "\(name) median \(median) while \(doing): \(sorted)")
-            #expect(sorted.last.map { $0 < bound * 10 } ?? false, "\(name) slowest \(sorted.last ?? .zero) while \(doing)")
+            #expect(
+                sorted.last.map { $0 < bound * 10 } ?? false, "\(name) slowest \(sorted.last ?? .zero) while \(doing)")
         }
         print("kvd posix while \(doing): probe \(timings.map(\.probe)), GET \(timings.map(\.get))")
     }
@@ -192,21 +208,28 @@ import Testing
         let loader = try ControlClient(socketPath: socket)
         var passed = FileDescriptorQueue()
         passed.append(takingRawValues: [ends[0]])
-        try loader.send(.request(ControlRequest(method: "loadFrom", params: nil, id: .number(1))),
-                        fileDescriptors: passed, deadline: .now + .seconds(5))
+        try loader.send(
+            .request(ControlRequest(method: "loadFrom", params: nil, id: .number(1))),
+            fileDescriptors: passed, deadline: .now + .seconds(5))
         // The loader half-closes at once: its answer must still come (then EOF).
         shutdown(loader.fileDescriptor, Int32(SHUT_WR))
         try await Task.sleep(for: .milliseconds(100))  // kvd now holds the pipe open
-        try expectPrompt((0..<5).map { _ in try othersAnswered(socket, key: "loaded", expect: "NOT_FOUND\n") },
-                         bound: bound, while: "loadFrom waits")
+        try expectPrompt(
+            (0..<5).map { _ in try othersAnswered(socket, key: "loaded", expect: "NOT_FOUND\n") },
+            bound: bound, while: "loadFrom waits")
         // The writer finishes: the request is answered and the pairs are there.
         let lines = Array("loaded=yes\nother=1\n".utf8)
         _ = lines.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }
         close(writer)
         let loaded = try loader.waitForResponse(.number(1), deadline: .now + .seconds(5))
         #expect(count(loaded) == .number(2))
-        let afterAnswer = Result { () throws(EndpointMuxError) in try loader.waitForResponse(.number(99), deadline: .now + .seconds(5)) }
-        if case .failure(.peerClosed) = afterAnswer {} else { Issue.record("expected EOF after the loadFrom answer, got \(afterAnswer)") }
+        let afterAnswer = Result { () throws(EndpointMuxError) in
+            try loader.waitForResponse(.number(99), deadline: .now + .seconds(5))
+        }
+        if case .failure(.peerClosed) = afterAnswer {
+        } else {
+            Issue.record("expected EOF after the loadFrom answer, got \(afterAnswer)")
+        }
         _ = try othersAnswered(socket, key: "loaded", expect: "VALUE yes\n")
 
         // dumpTo of more than 64 KiB into a pipe nobody reads (yet).
@@ -221,12 +244,14 @@ import Testing
         let dumper = try ControlClient(socketPath: socket)
         var dumpFD = FileDescriptorQueue()
         dumpFD.append(takingRawValues: [ends[1]])
-        try dumper.send(.request(ControlRequest(method: "dumpTo", params: nil, id: .number(2))),
-                        fileDescriptors: dumpFD, deadline: .now + .seconds(5))
+        try dumper.send(
+            .request(ControlRequest(method: "dumpTo", params: nil, id: .number(2))),
+            fileDescriptors: dumpFD, deadline: .now + .seconds(5))
         try await Task.sleep(for: .milliseconds(100))  // the pipe is full now
         let big0 = "VALUE " + String(repeating: "0", count: 40_000) + "\n"
-        try expectPrompt((0..<5).map { _ in try othersAnswered(socket, key: "big0", expect: big0) },
-                         bound: bound, while: "dumpTo waits")
+        try expectPrompt(
+            (0..<5).map { _ in try othersAnswered(socket, key: "big0", expect: big0) },
+            bound: bound, while: "dumpTo waits")
         // Now read the pipe: every pair arrives, then the answer.
         var dumped: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -253,7 +278,8 @@ import Testing
     @Test(.timeLimit(.minutes(3)), arguments: Adapter.allCases)
     func partialMessagesTimeOutWithAnEpitaph(adapter: Adapter) async throws {
         let sandbox = try Sandbox()
-        let (daemon, socket) = try await start(adapter, extra: ["--partial-timeout-ms", "1000"], in: sandbox, label: "kvd-partial-\(adapter)")
+        let (daemon, socket) = try await start(
+            adapter, extra: ["--partial-timeout-ms", "1000"], in: sandbox, label: "kvd-partial-\(adapter)")
         defer { daemon.signal(SIGKILL) }
         enum Kind: CaseIterable { case oneByte, halfHeader, halfJSON }
         let prefixes: [Kind: [UInt8]] = [
@@ -285,7 +311,8 @@ import Testing
             case .halfJSON:
                 let value = try? JSONValue(parsing: String(decoding: bytes, as: UTF8.self))
                 if value?["method"] == .string("rpc.epitaph"),
-                   value?["params"]?["status"] == .number(JSONNumber(Int(EpitaphStatus.timedOut.rawValue))) {
+                    value?["params"]?["status"] == .number(JSONNumber(Int(EpitaphStatus.timedOut.rawValue)))
+                {
                     timedOut += 1
                 } else {
                     Issue.record("\(adapter) \(kind): \(String(decoding: bytes, as: UTF8.self))")
@@ -294,7 +321,9 @@ import Testing
         }
         #expect(timedOut == count)
         #expect(latest < .seconds(2), "\(adapter): the last partial connection closed after \(latest)")
-        print("kvd \(adapter) --partial-timeout-ms 1000: \(timedOut) of \(count) closed with TIMED_OUT, the last after \(latest)")
+        print(
+            "kvd \(adapter) --partial-timeout-ms 1000: \(timedOut) of \(count) closed with TIMED_OUT, the last after \(latest)"
+        )
         healthy.write("GET x\n")
         #expect(healthy.read(until: 0x0A, deadline: .now + .seconds(5)) == Array("NOT_FOUND\n".utf8))
         daemon.signal(SIGTERM)
@@ -339,7 +368,9 @@ import Testing
             if client.read(until: 0x0A, deadline: deadline) != Array("NOT_FOUND\n".utf8) { late += 1 }
         }
         #expect(late == 0, "\(adapter): \(late) of \(clients.count) waiting clients never served")
-        print("kvd \(adapter) under nofile=64: CPU \(share * 100) % while saturated, \(served.count) of 100 served at first, \(clients.count - late) of \(clients.count) waiting served after, in \(recoveryStart.duration(to: .now))")
+        print(
+            "kvd \(adapter) under nofile=64: CPU \(share * 100) % while saturated, \(served.count) of 100 served at first, \(clients.count - late) of \(clients.count) waiting served after, in \(recoveryStart.duration(to: .now))"
+        )
         clients.removeAll()
         let fresh = try ScriptedClient(socketPath: socket)
         fresh.write("GET y\n")

@@ -22,7 +22,9 @@ import Testing
         let child = try Child(Peers.kvd, arguments, environment: sandbox.environment, in: sandbox, label: label)
         let deadline = ContinuousClock.now + .seconds(30)
         while (try? UnixSocket.connect(to: socket)) == nil {
-            guard ContinuousClock.now < deadline else { throw Peers.PeerMissing(path: "kvd did not start: \(child.errors)") }
+            guard ContinuousClock.now < deadline else {
+                throw Peers.PeerMissing(path: "kvd did not start: \(child.errors)")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         return (child, socket)
@@ -62,7 +64,10 @@ import Testing
             let before = try transcript(originalSocket, session)
             let after = try transcript(retrofitSocket, session)
             #expect(!before.isEmpty, "session \(index) got no reply from the original")
-            #expect(after == before, "session \(index): \(String(decoding: after, as: UTF8.self)) vs \(String(decoding: before, as: UTF8.self))")
+            #expect(
+                after == before,
+                "session \(index): \(String(decoding: after, as: UTF8.self)) vs \(String(decoding: before, as: UTF8.self))"
+            )
         }
         original.signal(SIGTERM)
         retrofit.signal(SIGTERM)
@@ -81,7 +86,9 @@ import Testing
         writes.append(try Frame(payloadProtocol: 0xF0B7, payload: Array("GET a".utf8), requestID: 7).encoded())
         writes.append(Array("SET b 2\n".utf8))
         writes.append(try probe.frame.encoded())
-        writes.append(try Frame(payloadProtocol: 0xF0B7, payload: Array("GET b".utf8), requestID: 8).encoded() + Array("GET a\n".utf8))
+        writes.append(
+            try Frame(payloadProtocol: 0xF0B7, payload: Array("GET b".utf8), requestID: 8).encoded()
+                + Array("GET a\n".utf8))
         var bytes = try transcript(socketPath, writes)
         // Expected: "OK\n", frame(rid 7, "VALUE 1"), "OK\n", probe answer, frame(rid 8, "VALUE 2"), "VALUE 1\n".
         func takeLine() -> String? {
@@ -123,7 +130,9 @@ import Testing
 
         // v1: an unserved lane.
         let v1 = try FrameClient(socketPath: socketPath)
-        let refused = Result { () throws(EndpointMuxError) in try v1.request(lane: 0x7001, payload: [1], timeout: .seconds(5)) }
+        let refused = Result { () throws(EndpointMuxError) in
+            try v1.request(lane: 0x7001, payload: [1], timeout: .seconds(5))
+        }
         if case let .failure(error) = refused, let epitaph = error.epitaph {
             #expect(epitaph.status == .notSupported)
         } else {
@@ -146,7 +155,11 @@ import Testing
             guard poll(&pfd, 1, 100) > 0 else { continue }
             var chunk = [UInt8](repeating: 0, count: 4096)
             let n = chunk.withUnsafeMutableBytes { recv(raw, $0.baseAddress, $0.count, 0) }
-            if n > 0 { received += chunk[..<n] } else { sawEOF = n == 0; if n < 0 { Issue.record("errno \(errno)"); break } }
+            if n > 0 {
+                received += chunk[..<n]
+            } else {
+                sawEOF = n == 0; if n < 0 { Issue.record("errno \(errno)"); break }
+            }
         }
         #expect(sawEOF)
         let epitaph = try JSONValue(parsing: String(decoding: received, as: UTF8.self))

@@ -14,11 +14,14 @@ import Testing
 
     @Test(.timeLimit(.minutes(3)))
     func sigtermSendsUnavailableEpitaphsAndExitsWithinTheDrainDeadline() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else { throw Peers.PeerMissing(path: Self.binary) }
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw Peers.PeerMissing(path: Self.binary)
+        }
         let sandbox = try Sandbox()
         let socket = sandbox.directory.appendingPathComponent("lifecycle.sock").path
         let drain = Duration.milliseconds(500)
-        let daemon = try Child(Self.binary, [socket, "500"], environment: sandbox.environment, in: sandbox, label: "lifecycle")
+        let daemon = try Child(
+            Self.binary, [socket, "500"], environment: sandbox.environment, in: sandbox, label: "lifecycle")
         defer { daemon.signal(SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(90)  // a debug build hashes its executable first
         while !daemon.output.contains("ready") {
@@ -31,8 +34,11 @@ import Testing
         var clients: [ScriptedClient] = []
         for id in 1...3 {
             let client = try ScriptedClient(socketPath: socket)
-            client.write(try Frame(kind: .request, payloadProtocol: 0x7A63, payload: Array("hi \(id)".utf8),
-                                   requestID: UInt64(id)).encoded())
+            client.write(
+                try Frame(
+                    kind: .request, payloadProtocol: 0x7A63, payload: Array("hi \(id)".utf8),
+                    requestID: UInt64(id)
+                ).encoded())
             let answer = try #require(client.readFrame(deadline: .now + .seconds(10)))
             #expect(try Frame(parsingFrame: answer).requestID == UInt64(id))
             clients.append(client)
@@ -41,14 +47,16 @@ import Testing
         daemon.signal(SIGTERM)
         for (index, client) in clients.enumerated() {
             let frame = try #require(client.readFrame(deadline: .now + .seconds(5)), "client \(index): no epitaph")
-            let epitaph = try #require(Epitaph(v1Frame: try Frame(parsingFrame: frame)), "client \(index): not an epitaph")
+            let epitaph = try #require(
+                Epitaph(v1Frame: try Frame(parsingFrame: frame)), "client \(index): not an epitaph")
             #expect(epitaph.status == .unavailable)
             let (rest, sawEOF) = client.readToEnd(deadline: .now + .seconds(5))
             #expect(rest.isEmpty && sawEOF, "client \(index): EOF after the epitaph")
         }
         // Exit 0 within the drain deadline (the clients stay connected, so it runs out) plus slack.
         let status = await daemon.wait(timeout: drain + .seconds(2))
-        #expect(status == 0, "exit status \(status.map(String.init) ?? "none: still running"); stderr: \(daemon.errors)")
+        #expect(
+            status == 0, "exit status \(status.map(String.init) ?? "none: still running"); stderr: \(daemon.errors)")
         #expect(ContinuousClock.now - sent < drain + .seconds(2))
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed")
         #expect(daemon.errors.contains("UNAVAILABLE"), "the epitaphs are logged")

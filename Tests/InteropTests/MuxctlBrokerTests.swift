@@ -17,13 +17,17 @@ struct MuxctlBrokerTests {
             endpoint: IPCEndpoint(namespaceID: "netbroker", path: socket), startedAtUnixMilliseconds: 1)
         let server = try BrokerServer(
             socketPath: socket,
-            policy: try BrokerPolicy(allowing: ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair"],
-                                     allowedUIDs: [UInt32(getuid())]),
+            policy: try BrokerPolicy(
+                allowing: ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair"],
+                allowedUIDs: [UInt32(getuid())]),
             identity: identity)
         defer { server.stop() }
-        func broker(_ arguments: [String], _ label: String) async throws -> (status: Int32?, output: String, errors: String) {
-            try await run(Peers.muxctl, ["broker", "--socket", socket] + arguments, environment: sandbox.environment,
-                          in: sandbox, label: label)
+        func broker(
+            _ arguments: [String], _ label: String
+        ) async throws -> (status: Int32?, output: String, errors: String) {
+            try await run(
+                Peers.muxctl, ["broker", "--socket", socket] + arguments, environment: sandbox.environment,
+                in: sandbox, label: label)
         }
 
         let listen = try await broker(["listen", "tcp:127.0.0.1:0", "close"], "listen")
@@ -35,7 +39,8 @@ struct MuxctlBrokerTests {
 
         let denied = try await broker(["listen", "tcp:0.0.0.0:8080"], "denied")
         #expect(denied.status == 2)
-        #expect(denied.output == "error -32001 PermissionDenied: permission denied: no --allow listen=tcp:0.0.0.0:8080\n")
+        #expect(
+            denied.output == "error -32001 PermissionDenied: permission denied: no --allow listen=tcp:0.0.0.0:8080\n")
 
         let free = try BrokerEndpoint(text: "tcp:127.0.0.1:\(try closedPort())")
         let refused = try await broker(["connect", free.description], "refused")
@@ -51,13 +56,15 @@ struct MuxctlBrokerTests {
 
         let usage = try await broker(["bind", "tcp:127.0.0.1:0"], "usage")
         #expect(usage.status == 64)
-        let missing = try await run(Peers.muxctl, ["broker", "--socket", socket + ".missing", "listen", "pair"],
-                                    environment: sandbox.environment, in: sandbox, label: "missing")
+        let missing = try await run(
+            Peers.muxctl, ["broker", "--socket", socket + ".missing", "listen", "pair"],
+            environment: sandbox.environment, in: sandbox, label: "missing")
         #expect(missing.status == 4)
 
         // pair: the acceptor waits; the connector's answer comes once the acceptor took it.
-        let acceptor = try Child(Peers.muxctl, ["broker", "--socket", socket, "listen", "pair", "accept"],
-                                 environment: sandbox.environment, in: sandbox, label: "acceptor")
+        let acceptor = try Child(
+            Peers.muxctl, ["broker", "--socket", socket, "listen", "pair", "accept"],
+            environment: sandbox.environment, in: sandbox, label: "acceptor")
         acceptor.closeInput()
         var id: String?
         let deadline = ContinuousClock.now + .seconds(20)
@@ -74,7 +81,9 @@ struct MuxctlBrokerTests {
         }
         let connector = try await broker(["--timeout-ms", "5000", "connect", "listener:\(id)"], "connector")
         #expect(connector.status == 0, "\(connector.errors)")
-        #expect(connector.output.hasPrefix("connect: connected fd local unix:(unnamed) peer unix:(unnamed)"), "\(connector.output)")
+        #expect(
+            connector.output.hasPrefix("connect: connected fd local unix:(unnamed) peer unix:(unnamed)"),
+            "\(connector.output)")
         #expect(await acceptor.wait(timeout: .seconds(20)) == 0)
         #expect(acceptor.output.contains("accept: listener \(id) peer pair"), "\(acceptor.output)")
     }
@@ -89,7 +98,9 @@ private func closedPort() throws -> UInt16 {
     address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
     }
     guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
     return UInt16(bigEndian: address.sin_port)

@@ -10,10 +10,12 @@ struct MuxctlExitCodeTests {
     @Test func version() async throws {
         try Peers.require()
         let sandbox = try Sandbox()
-        let result = try await run(Peers.muxctl, ["--version"], environment: sandbox.environment, in: sandbox, label: "version")
+        let result = try await run(
+            Peers.muxctl, ["--version"], environment: sandbox.environment, in: sandbox, label: "version")
         #expect(result.status == 0)
         #expect(result.output == "0.1.0\n")
-        let help = try await run(Peers.muxctl, ["control", "--help"], environment: sandbox.environment, in: sandbox, label: "help")
+        let help = try await run(
+            Peers.muxctl, ["control", "--help"], environment: sandbox.environment, in: sandbox, label: "help")
         #expect(help.status == 0)
         #expect(help.output.contains("2 JSON-RPC error answer"))
     }
@@ -26,24 +28,29 @@ struct MuxctlExitCodeTests {
         let sandbox = try Sandbox()
         let name = "exitcodes\(UInt16.random(in: 0...UInt16.max))"
         let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-                               environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let server = try Child(
+            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
+            environment: sandbox.environment, in: sandbox, label: "serve")
+        #expect(
+            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
         let socket = endpoint.socketPath
 
-        let ok = try await run(Peers.muxctl, ["control", "--socket", socket, "echo", "--params", #"{"a":1}"#],
-                               environment: sandbox.environment, in: sandbox, label: "echo")
+        let ok = try await run(
+            Peers.muxctl, ["control", "--socket", socket, "echo", "--params", #"{"a":1}"#],
+            environment: sandbox.environment, in: sandbox, label: "echo")
         #expect(ok.status == 0, "\(ok.errors)")
         #expect(ok.output.hasPrefix(#"{"jsonrpc":"2.0","result":"#), "\(ok.output)")
 
-        let unknown = try await run(Peers.muxctl, ["control", "--socket", socket, "noSuchMethod"],
-                                    environment: sandbox.environment, in: sandbox, label: "unknown")
+        let unknown = try await run(
+            Peers.muxctl, ["control", "--socket", socket, "noSuchMethod"],
+            environment: sandbox.environment, in: sandbox, label: "unknown")
         #expect(unknown.status == 2, "\(unknown.output) \(unknown.errors)")
         #expect(unknown.output.contains(#""code":-32601"#), "\(unknown.output)")
         #expect(unknown.errors.contains("-32601"), "\(unknown.errors)")
 
-        let usage = try await run(Peers.muxctl, ["control", "--socket", socket, "echo", "--params", "{not json"],
-                                  environment: sandbox.environment, in: sandbox, label: "usage")
+        let usage = try await run(
+            Peers.muxctl, ["control", "--socket", socket, "echo", "--params", "{not json"],
+            environment: sandbox.environment, in: sandbox, label: "usage")
         #expect(usage.status == 64, "\(usage.errors)")
 
         // --fd (read), --fd-rw and --fd-write, interleaved: readFds reads them in the order given.
@@ -53,31 +60,45 @@ struct MuxctlExitCodeTests {
         try "FIRST".write(toFile: first, atomically: true, encoding: .utf8)
         try "SECOND".write(toFile: second, atomically: true, encoding: .utf8)
         try "OLD".write(toFile: written, atomically: true, encoding: .utf8)
-        let read = try await run(Peers.muxctl, ["control", "--socket", socket, "readFds", "--fd-rw", second, "--fd", first,
-                                                "--fd-write", written],
-                                 environment: sandbox.environment, in: sandbox, label: "read")
+        let read = try await run(
+            Peers.muxctl,
+            [
+                "control", "--socket", socket, "readFds", "--fd-rw", second, "--fd", first,
+                "--fd-write", written,
+            ],
+            environment: sandbox.environment, in: sandbox, label: "read")
         #expect(read.status == 0, "\(read.errors)")
         // The write-only fd cannot be read back and was truncated when opened.
         #expect(read.output.contains(#""SECOND","FIRST","#), "\(read.output)")
         #expect((try? String(contentsOfFile: written, encoding: .utf8)) == "")
 
         // createFds returns fds; --max-fds below their number refuses the answer (exit 1).
-        let created = try await run(Peers.muxctl, ["control", "--socket", socket, "createFds", "--params", #"{"count":3,"prefix":"p"}"#,
-                                                   "--max-fds", "2"],
-                                    environment: sandbox.environment, in: sandbox, label: "maxfds")
+        let created = try await run(
+            Peers.muxctl,
+            [
+                "control", "--socket", socket, "createFds", "--params", #"{"count":3,"prefix":"p"}"#,
+                "--max-fds", "2",
+            ],
+            environment: sandbox.environment, in: sandbox, label: "maxfds")
         #expect(created.status == 1, "\(created.output) \(created.errors)")
-        let allowed = try await run(Peers.muxctl, ["control", "--socket", socket, "createFds", "--params", #"{"count":3,"prefix":"p"}"#,
-                                                   "--max-fds", "3"],
-                                    environment: sandbox.environment, in: sandbox, label: "maxfds-ok")
+        let allowed = try await run(
+            Peers.muxctl,
+            [
+                "control", "--socket", socket, "createFds", "--params", #"{"count":3,"prefix":"p"}"#,
+                "--max-fds", "3",
+            ],
+            environment: sandbox.environment, in: sandbox, label: "maxfds-ok")
         #expect(allowed.status == 0, "\(allowed.errors)")
         #expect(allowed.output.contains("fd[2]: p2"), "\(allowed.output)")
 
-        let missing = try await run(Peers.muxctl, ["control", "--socket", sandbox.directory.appendingPathComponent("none.sock").path, "echo"],
-                                    environment: sandbox.environment, in: sandbox, label: "missing")
+        let missing = try await run(
+            Peers.muxctl, ["control", "--socket", sandbox.directory.appendingPathComponent("none.sock").path, "echo"],
+            environment: sandbox.environment, in: sandbox, label: "missing")
         #expect(missing.status == 4, "\(missing.errors)")
 
-        let probe = try await run(Peers.muxctl, ["probe", "--socket", socket, "--timeout", "5000"],
-                                  environment: sandbox.environment, in: sandbox, label: "probe")
+        let probe = try await run(
+            Peers.muxctl, ["probe", "--socket", socket, "--timeout", "5000"],
+            environment: sandbox.environment, in: sandbox, label: "probe")
         #expect(probe.status == 0, "\(probe.errors)")
 
         server.signal(SIGTERM)
@@ -100,8 +121,9 @@ struct MuxctlExitCodeTests {
             ("control", ["control", "--socket", path, "echo", "--timeout", "500"]),
         ] {
             let start = ContinuousClock.now
-            let result = try await run(Peers.muxctl, arguments, environment: sandbox.environment, in: sandbox, label: label,
-                                       timeout: .seconds(10))
+            let result = try await run(
+                Peers.muxctl, arguments, environment: sandbox.environment, in: sandbox, label: label,
+                timeout: .seconds(10))
             let elapsed = start.duration(to: .now)
             #expect(result.status == 4, "\(label): \(String(describing: result.status)) \(result.errors)")
             #expect(elapsed < .seconds(1), "\(label) took \(elapsed)")
@@ -122,7 +144,8 @@ private final class FullListener {
         guard Self.withAddress(path, { bind(listener, $0, $1) }) == 0 else { throw Failure("bind", errno) }
         guard listen(listener, 0) == 0 else { throw Failure("listen", errno) }
         for _ in 0..<16 {
-            let filler = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let filler = socket(
+                AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard filler >= 0 else { throw Failure("socket", errno) }
             fds.append(filler)
             if Self.withAddress(path, { connect(filler, $0, $1) }) != 0 {

@@ -14,7 +14,9 @@ import Testing
 
     @Test(.timeLimit(.minutes(3)))
     func halfClosingClientsGetEveryAnswerThenEOF() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else { throw Peers.PeerMissing(path: Self.binary) }
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw Peers.PeerMissing(path: Self.binary)
+        }
         let sandbox = try Sandbox()
         let socket = sandbox.directory.appendingPathComponent("retrofit.sock").path
         let daemon = try Child(Self.binary, [socket], environment: sandbox.environment, in: sandbox, label: "retrofit")
@@ -36,9 +38,10 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
         let start = try #require(DaemonStats.openFileDescriptors(pid))
         for round in 0..<200 {
-            let (text, expected) = round.isMultiple(of: 2)
+            let (text, expected) =
+                round.isMultiple(of: 2)
                 ? ("get x\nset y\n", "GET X\nSET Y\n")  // half-close after two lines
-                : ("get a\n{x}\n", "GET A\n")          // a good line, then a fatal one
+                : ("get a\n{x}\n", "GET A\n")  // a good line, then a fatal one
             let client = try ScriptedClient(socketPath: socket)
             client.write(text)
             client.halfClose()

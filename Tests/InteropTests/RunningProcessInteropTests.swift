@@ -12,11 +12,14 @@ import Testing
         let sandbox = try Sandbox()
         let name = "interop-echo"
         let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-                               environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
-        let client = try await run(Peers.python, [Peers.script("service_client.py"), name, "0x7A63", sandbox.runtimeDirectory, "1000", "11"],
-                                   environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(90))
+        let server = try Child(
+            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
+            environment: sandbox.environment, in: sandbox, label: "serve")
+        #expect(
+            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let client = try await run(
+            Peers.python, [Peers.script("service_client.py"), name, "0x7A63", sandbox.runtimeDirectory, "1000", "11"],
+            environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(90))
         let report = try JSONValue(parsing: client.output.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(client.status == 0, "client report: \(client.output) \(client.errors)")
         #expect(report["state_up"] == .bool(true))
@@ -39,13 +42,16 @@ import Testing
         let sandbox = try Sandbox()
         let name = "interop-ref"
         let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(Peers.python, [Peers.script("service_server.py"), name, "0x7A63", sandbox.runtimeDirectory],
-                               environment: sandbox.environment, in: sandbox, label: "pyserver")
+        let server = try Child(
+            Peers.python, [Peers.script("service_server.py"), name, "0x7A63", sandbox.runtimeDirectory],
+            environment: sandbox.environment, in: sandbox, label: "pyserver")
         defer { server.closeInput() }
-        #expect(await waitForFile(endpoint.identityPath), "ServiceServer never wrote its identity file: \(server.errors)")
+        #expect(
+            await waitForFile(endpoint.identityPath), "ServiceServer never wrote its identity file: \(server.errors)")
 
-        let byName = try await run(Peers.muxctl, ["probe", "--name", name, "--runtime-dir", sandbox.runtimeDirectory, "--json"],
-                                   environment: sandbox.environment, in: sandbox, label: "probe-name")
+        let byName = try await run(
+            Peers.muxctl, ["probe", "--name", name, "--runtime-dir", sandbox.runtimeDirectory, "--json"],
+            environment: sandbox.environment, in: sandbox, label: "probe-name")
         #expect(byName.status == 0, "\(byName.output) \(byName.errors)")
         let verified = try JSONValue(parsing: byName.output.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(verified["pid"]?.numberValue?.int64 == Int64(server.process.processIdentifier))
@@ -55,16 +61,18 @@ import Testing
         let identity = try IdentityFile.decode(Array(identityText.utf8))
         let good = sandbox.directory.appendingPathComponent("good.json").path
         try IdentityFile.encode(identity).write(toFile: good, atomically: true, encoding: .utf8)
-        let bySocket = try await run(Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", good],
-                                     environment: sandbox.environment, in: sandbox, label: "probe-good")
+        let bySocket = try await run(
+            Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", good],
+            environment: sandbox.environment, in: sandbox, label: "probe-good")
         #expect(bySocket.status == 0, "\(bySocket.output) \(bySocket.errors)")
 
         var wrongPid = identity
         wrongPid.pid = UInt32(getpid())  // alive, but not the server
         let wrongPidPath = sandbox.directory.appendingPathComponent("wrong-pid.json").path
         try IdentityFile.encode(wrongPid).write(toFile: wrongPidPath, atomically: true, encoding: .utf8)
-        let refusedPid = try await run(Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", wrongPidPath],
-                                       environment: sandbox.environment, in: sandbox, label: "probe-pid")
+        let refusedPid = try await run(
+            Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", wrongPidPath],
+            environment: sandbox.environment, in: sandbox, label: "probe-pid")
         #expect(refusedPid.status != 0 && refusedPid.status != nil)
         #expect(refusedPid.errors.contains("NOT verified"), "\(refusedPid.errors)")
 
@@ -72,8 +80,9 @@ import Testing
         wrongHash.executableHash[0] ^= 0xFF
         let wrongHashPath = sandbox.directory.appendingPathComponent("wrong-hash.json").path
         try IdentityFile.encode(wrongHash).write(toFile: wrongHashPath, atomically: true, encoding: .utf8)
-        let refusedHash = try await run(Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", wrongHashPath],
-                                        environment: sandbox.environment, in: sandbox, label: "probe-hash")
+        let refusedHash = try await run(
+            Peers.muxctl, ["probe", "--socket", endpoint.socketPath, "--identity", wrongHashPath],
+            environment: sandbox.environment, in: sandbox, label: "probe-hash")
         #expect(refusedHash.status != 0 && refusedHash.status != nil)
         #expect(refusedHash.errors.contains("exe_hash"), "\(refusedHash.errors)")
 

@@ -16,16 +16,20 @@ struct ServeConnectionTests {
         var pid: Int32 { child.process.processIdentifier }
     }
 
-    static func startServer(_ sandbox: Sandbox, name: String, extra: [String] = [], prefix: [String] = []) async throws -> Server {
+    static func startServer(
+        _ sandbox: Sandbox, name: String, extra: [String] = [], prefix: [String] = []
+    ) async throws -> Server {
         try Peers.require()
         let endpoint = try sandbox.endpoint(name: name)
-        let arguments = ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory] + extra
+        let arguments =
+            ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory] + extra
         let child: Child
         if prefix.isEmpty {
             child = try Child(Peers.muxctl, arguments, environment: sandbox.environment, in: sandbox, label: name)
         } else {
-            child = try Child(prefix[0], Array(prefix.dropFirst()) + [Peers.muxctl] + arguments,
-                              environment: sandbox.environment, in: sandbox, label: name)
+            child = try Child(
+                prefix[0], Array(prefix.dropFirst()) + [Peers.muxctl] + arguments,
+                environment: sandbox.environment, in: sandbox, label: name)
         }
         guard await waitForFile(endpoint.identityPath) else {
             throw Peers.PeerMissing(path: "identity file of \(name): \(child.errors)")
@@ -43,7 +47,9 @@ struct ServeConnectionTests {
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8).prefix(107)) }
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if result != 0 && !(nonBlocking && (errno == EINPROGRESS || errno == EAGAIN)) {
             close(fd)
@@ -54,7 +60,8 @@ struct ServeConnectionTests {
 
     static func send(_ fd: Int32, _ bytes: [UInt8], fds: [Int32] = []) -> Bool {
         if fds.isEmpty {
-            return bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+            return bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                == bytes.count
         }
         let sent = try? bytes.withUnsafeBytes { raw in try SocketIO.send(to: fd, bytes: raw, fileDescriptors: fds) }
         return sent == bytes.count
@@ -100,7 +107,8 @@ struct ServeConnectionTests {
     /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
     static func cpuSeconds(_ pid: Int32) -> Double {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the name: state is field 3; utime 14 and stime 15 (1-based) → offsets 11 and 12.
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
@@ -135,7 +143,9 @@ struct ServeConnectionTests {
 
             let echo = Self.connect(server.socketPath)
             let sent = ContinuousClock.now
-            #expect(Self.send(echo, try Frame(payloadProtocol: Self.lane, payload: Array("hi".utf8), requestID: 9).encoded()))
+            #expect(
+                Self.send(
+                    echo, try Frame(payloadProtocol: Self.lane, payload: Array("hi".utf8), requestID: 9).encoded()))
             let reply = Self.readFrame(echo, timeout: .seconds(2))
             let echoTime = ContinuousClock.now - sent
             close(echo)
@@ -194,7 +204,9 @@ struct ServeConnectionTests {
                 #expect(epitaph?.status == .timedOut, "\(client.shape)")
             } else {
                 let text = String(decoding: bytes, as: UTF8.self)
-                #expect(text.contains(#""method":"rpc.epitaph""#) && text.contains(#""status":-21"#), "\(client.shape): \(text)")
+                #expect(
+                    text.contains(#""method":"rpc.epitaph""#) && text.contains(#""status":-21"#),
+                    "\(client.shape): \(text)")
             }
         }
         #expect(closedInTime == 200)
@@ -221,7 +233,8 @@ struct ServeConnectionTests {
         let wall = ContinuousClock.now
         try await Task.sleep(for: .seconds(1))
         let used = Self.cpuSeconds(server.pid) - before
-        let elapsed = Double((ContinuousClock.now - wall).components.seconds)
+        let elapsed =
+            Double((ContinuousClock.now - wall).components.seconds)
             + Double((ContinuousClock.now - wall).components.attoseconds) / 1e18
         #expect(used / elapsed < 0.10, "server used \(used) s of CPU in \(elapsed) s while out of fds")
         // Others leave; a new client is served.
@@ -232,7 +245,8 @@ struct ServeConnectionTests {
         let deadline = ContinuousClock.now + .seconds(5)
         while !served, ContinuousClock.now < deadline {
             let fd = Self.connect(server.socketPath)
-            if fd >= 0, Self.send(fd, try probe.frame.encoded()), let answer = Self.readFrame(fd, timeout: .seconds(1)) {
+            if fd >= 0, Self.send(fd, try probe.frame.encoded()), let answer = Self.readFrame(fd, timeout: .seconds(1))
+            {
                 served = (try? ProbeResponse(validating: answer, for: probe)) != nil
             }
             if fd >= 0 { close(fd) }
@@ -240,4 +254,3 @@ struct ServeConnectionTests {
         #expect(served)
     }
 }
-

@@ -61,7 +61,8 @@ import Testing
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([
             stall, reads,
-            EndpointMuxHandler(mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(maxQueuedOutputByteCount: 1000)),
+            EndpointMuxHandler(
+                mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(maxQueuedOutputByteCount: 1000)),
         ])
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/peer")).wait()
         let probe = try Fixtures.probe()
@@ -102,7 +103,8 @@ import Testing
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         ReadCounter(stats: stats),
-                        EndpointMuxHandler(mux: mux, configuration: EndpointMuxConfiguration(maxQueuedOutputByteCount: 64 * 1024)),
+                        EndpointMuxHandler(
+                            mux: mux, configuration: EndpointMuxConfiguration(maxQueuedOutputByteCount: 64 * 1024)),
                     ])
                 }
             }
@@ -117,7 +119,9 @@ import Testing
         var stalledSince: ContinuousClock.Instant?
         let start = ContinuousClock.now
         while ContinuousClock.now - start < .seconds(20) {
-            let n = batch.withUnsafeBytes { send(client, $0.baseAddress, $0.count - ($0.count % probeCount), Int32(MSG_NOSIGNAL)) }
+            let n = batch.withUnsafeBytes {
+                send(client, $0.baseAddress, $0.count - ($0.count % probeCount), Int32(MSG_NOSIGNAL))
+            }
             if n > 0 {
                 sent += n
                 stalledSince = nil

@@ -15,9 +15,10 @@ import Testing
             Fixtures.frame(),
             Fixtures.frame(kind: .response, payload: [], requestID: 0),
             Fixtures.frame(kind: .event, payload: Array(repeating: 0x5A, count: 1000), requestID: 99),
-            Frame(kind: .request, payloadProtocol: Fixtures.lane, payload: [0x01, 0x00, 0x7B],
-                  requestID: .max, deadlineUnixMilliseconds: 12345,
-                  traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "k=v"),
+            Frame(
+                kind: .request, payloadProtocol: Fixtures.lane, payload: [0x01, 0x00, 0x7B],
+                requestID: .max, deadlineUnixMilliseconds: 12345,
+                traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "k=v"),
         ]
         return try frames.map { (Fixtures.buffer(try $0.encoded()), [.frame($0)]) }
     }
@@ -59,8 +60,9 @@ import Testing
     }
 
     @Test func perMessageLegacyOnly() throws {
-        let configuration = EndpointMuxConfiguration(legacyMode: .perMessage(Fixtures.lines),
-                                                     acceptsControlMessages: false)
+        let configuration = EndpointMuxConfiguration(
+            legacyMode: .perMessage(Fixtures.lines),
+            acceptsControlMessages: false)
         try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: legacyPairs()) {
             EndpointMuxDecoder(mux: Fixtures.mux(), configuration: configuration)
         }
@@ -77,12 +79,16 @@ import Testing
 
     @Test func legacyDetectorWinsOverFramingByte() throws {
         // A legacy protocol whose messages may begin with 0x01: the detector claims them.
-        let detector = LegacyDetector { raw in raw[0] == 0x01 && raw.count < 2 ? .needMoreBytes
-            : (raw[0] == 0x01 && raw[1] == 0xEE ? .legacy : .notLegacy) }
+        let detector = LegacyDetector { raw in
+            raw[0] == 0x01 && raw.count < 2
+                ? .needMoreBytes
+                : (raw[0] == 0x01 && raw[1] == 0xEE ? .legacy : .notLegacy)
+        }
         let legacyMessage: [UInt8] = [0x01, 0xEE, 0x41, 0x0A]
-        let pairs: [Pair] = try framePairs() + [
-            (Fixtures.buffer(legacyMessage), [.legacy(Fixtures.buffer(legacyMessage))]),
-        ]
+        let pairs: [Pair] =
+            try framePairs() + [
+                (Fixtures.buffer(legacyMessage), [.legacy(Fixtures.buffer(legacyMessage))])
+            ]
         let configuration = EndpointMuxConfiguration(legacyMode: .perMessage(Fixtures.lines))
         try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) {
             EndpointMuxDecoder(mux: Fixtures.mux(detector: detector), configuration: configuration)

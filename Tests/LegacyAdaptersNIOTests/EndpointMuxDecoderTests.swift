@@ -61,7 +61,7 @@ import Testing
         channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         let written = try Fixtures.controlMessages(in: try channel.writtenBytes())
         guard written.count == 1, case let .notification(epitaph) = written[0],
-              case let .object(params)? = epitaph.params
+            case let .object(params)? = epitaph.params
         else { Issue.record("unexpected: \(written)"); return }
         #expect(params["status"] == .number(JSONNumber(Int(EpitaphStatus.badState.rawValue))))
         _ = try channel.finish(acceptAlreadyClosed: true)

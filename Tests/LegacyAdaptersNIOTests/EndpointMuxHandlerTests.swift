@@ -35,8 +35,9 @@ import Testing
         // Two probes in one read: two answers, in order.
         let second = try Fixtures.probe(nonce: Array(200..<232))
         try channel.writeInbound(Fixtures.buffer(bytes + (try second.frame.encoded())))
-        #expect(try channel.writtenBytes()
-            == expected + (try ProbeResponder(identity: Fixtures.identity).answer(second)))
+        #expect(
+            try channel.writtenBytes()
+                == expected + (try ProbeResponder(identity: Fixtures.identity).answer(second)))
         _ = try channel.finish()
     }
 
@@ -107,17 +108,19 @@ import Testing
         let frame = Fixtures.frame(requestID: 11)
         let control = ControlMessage.request(ControlRequest(method: "status", id: 3))
         let probe = try Fixtures.probe()
-        let stream = Array("PING\n".utf8) + (try frame.encoded()) + Array("PONG 2\n".utf8)
+        let stream =
+            Array("PING\n".utf8) + (try frame.encoded()) + Array("PONG 2\n".utf8)
             + control.encoded() + (try probe.frame.encoded()) + Array("BYE\n".utf8)
         // Every split point of the stream into two reads gives the same messages.
         for cut in stride(from: 0, through: stream.count, by: 7) {
             let channel = try channel(configuration: EndpointMuxConfiguration(legacyMode: .perMessage(Fixtures.lines)))
             try channel.writeInbound(Fixtures.buffer(stream[..<cut]))
             try channel.writeInbound(Fixtures.buffer(stream[cut...]))
-            #expect(try channel.deliveredMessages() == [
-                .legacy(Fixtures.buffer("PING\n")), .frame(frame), .legacy(Fixtures.buffer("PONG 2\n")),
-                .control(control), .legacy(Fixtures.buffer("BYE\n")),
-            ], "cut at \(cut)")
+            #expect(
+                try channel.deliveredMessages() == [
+                    .legacy(Fixtures.buffer("PING\n")), .frame(frame), .legacy(Fixtures.buffer("PONG 2\n")),
+                    .control(control), .legacy(Fixtures.buffer("BYE\n")),
+                ], "cut at \(cut)")
             #expect(try channel.writtenBytes() == (try ProbeResponder(identity: Fixtures.identity).answer(probe)))
             _ = try channel.finish()
         }
@@ -126,8 +129,9 @@ import Testing
     @Test func perMessageLegacyIsCapped() throws {
         let recorder = EventRecorder()
         let channel = try channel(
-            configuration: EndpointMuxConfiguration(legacyMode: .perMessage(Fixtures.lines),
-                                                    maxLegacyMessageByteCount: 64),
+            configuration: EndpointMuxConfiguration(
+                legacyMode: .perMessage(Fixtures.lines),
+                maxLegacyMessageByteCount: 64),
             after: [recorder])
         try channel.writeInbound(Fixtures.buffer(Array(repeating: UInt8(ascii: "a"), count: 65)))
         #expect(recorder.events == [.failed(.legacyMessageTooLarge(limit: 64))])
@@ -139,8 +143,9 @@ import Testing
     @Test func legacyDecoderWithoutProgressEndsTheConnection() throws {
         let stuck = EndpointMuxLegacyDecoder { buffer in buffer.getSlice(at: buffer.readerIndex, length: 1) }
         let recorder = EventRecorder()
-        let channel = try channel(configuration: EndpointMuxConfiguration(legacyMode: .perMessage(stuck)),
-                                  after: [recorder])
+        let channel = try channel(
+            configuration: EndpointMuxConfiguration(legacyMode: .perMessage(stuck)),
+            after: [recorder])
         try channel.writeInbound(Fixtures.buffer("abc"))
         guard case .failed(.legacyDecoderFailed)? = recorder.events.first else {
             Issue.record("no failure: \(recorder.events)"); return
@@ -171,7 +176,7 @@ import Testing
         let written = try Fixtures.controlMessages(in: try channel.writtenBytes())
         #expect(written.count == 2)
         guard written.count == 2, case let .response(response) = written[0],
-              case let .error(error) = response.outcome, case let .notification(epitaph) = written[1]
+            case let .error(error) = response.outcome, case let .notification(epitaph) = written[1]
         else { Issue.record("unexpected replies: \(written)"); return }
         #expect(response.id == 7)
         #expect(error.code == -32050)
@@ -202,7 +207,7 @@ import Testing
         try channel.writeInbound(Fixtures.buffer(#"{"jsonrpc":"2.0","method":}"#))
         let written = try Fixtures.controlMessages(in: try channel.writtenBytes())
         guard written.count == 1, case let .notification(epitaph) = written[0],
-              case let .object(params)? = epitaph.params
+            case let .object(params)? = epitaph.params
         else { Issue.record("unexpected: \(written)"); return }
         #expect(epitaph.method == "rpc.epitaph")
         #expect(params["status"] == .number(JSONNumber(Int(EpitaphStatus.invalidFrame.rawValue))))
@@ -214,7 +219,8 @@ import Testing
     @Test func invalidJSONRPCIsAnsweredAndTheConnectionGoesOn() throws {
         let channel = try channel()
         let valid = ControlMessage.notification(ControlNotification(method: "ok"))
-        try channel.writeInbound(Fixtures.buffer(Array(#"{"jsonrpc":"1.0","method":"x","id":4}"#.utf8) + valid.encoded()))
+        try channel.writeInbound(
+            Fixtures.buffer(Array(#"{"jsonrpc":"1.0","method":"x","id":4}"#.utf8) + valid.encoded()))
         let written = try Fixtures.controlMessages(in: try channel.writtenBytes())
         guard written.count == 1, case let .response(response) = written[0], case let .error(error) = response.outcome
         else { Issue.record("unexpected: \(written)"); return }
@@ -226,10 +232,12 @@ import Testing
     }
 
     @Test func controlMessagesOffMakeBraceLegacy() throws {
-        let channel = try channel(configuration: EndpointMuxConfiguration(
-            legacyMode: .perMessage(Fixtures.lines), acceptsControlMessages: false))
+        let channel = try channel(
+            configuration: EndpointMuxConfiguration(
+                legacyMode: .perMessage(Fixtures.lines), acceptsControlMessages: false))
         try channel.writeInbound(Fixtures.buffer("{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"))
-        #expect(try channel.deliveredMessages() == [.legacy(Fixtures.buffer("{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"))])
+        #expect(
+            try channel.deliveredMessages() == [.legacy(Fixtures.buffer("{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"))])
         _ = try channel.finish()
     }
 

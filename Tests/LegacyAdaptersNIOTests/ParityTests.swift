@@ -11,7 +11,9 @@ import Testing
     struct Outcome: Equatable, CustomStringConvertible {
         var written: [UInt8]
         var delivered: [EndpointMuxMessage]
-        var description: String { "written \(String(decoding: written, as: UTF8.self).debugDescription) delivered \(delivered)" }
+        var description: String {
+            "written \(String(decoding: written, as: UTF8.self).debugDescription) delivered \(delivered)"
+        }
     }
 
     struct Case: Sendable, CustomStringConvertible {
@@ -32,18 +34,23 @@ import Testing
             Case(name: "JSON array → rpc.epitaph -45", input: Array("[1,2]".utf8)),
             Case(name: "JSON number → rpc.epitaph", input: Array(" 42 ".utf8)),
             Case(name: "JSON string → rpc.epitaph", input: Array("\"x\"".utf8)),
-            Case(name: "non-JSON-RPC object without id → -32600 id null",
-                 input: Array(#"{"foo":1}"#.utf8) + request.encoded()),
-            Case(name: "newline before a frame after control traffic",
-                 input: request.encoded() + Array("\n".utf8) + frame),
+            Case(
+                name: "non-JSON-RPC object without id → -32600 id null",
+                input: Array(#"{"foo":1}"#.utf8) + request.encoded()),
+            Case(
+                name: "newline before a frame after control traffic",
+                input: request.encoded() + Array("\n".utf8) + frame),
             Case(name: "JSON cut by SHUT_WR", input: Array(#"{"jsonrpc":"2.0","met"#.utf8), endOfInput: true),
-            Case(name: "control messages off in the mux",
-                 input: Array(#"{"jsonrpc":"2.0","method":"x"}"#.utf8),
-                 mux: EndpointMux(identity: Fixtures.identity, servedProtocols: [Fixtures.lane],
-                                  acceptsControlMessages: false)),
-            Case(name: "mux control limits",
-                 input: Array(#"{"jsonrpc":"2.0","method":"a-method-name-longer-than-the-limit"}"#.utf8),
-                 mux: Fixtures.mux(limits: MuxLimits(control: ControlLimits(maxMessageBytes: 24)))),
+            Case(
+                name: "control messages off in the mux",
+                input: Array(#"{"jsonrpc":"2.0","method":"x"}"#.utf8),
+                mux: EndpointMux(
+                    identity: Fixtures.identity, servedProtocols: [Fixtures.lane],
+                    acceptsControlMessages: false)),
+            Case(
+                name: "mux control limits",
+                input: Array(#"{"jsonrpc":"2.0","method":"a-method-name-longer-than-the-limit"}"#.utf8),
+                mux: Fixtures.mux(limits: MuxLimits(control: ControlLimits(maxMessageBytes: 24)))),
             Case(name: "probe then frame then EOF", input: probe + frame, endOfInput: true),
             Case(name: "unserved lane", input: (try? Fixtures.frame(0x7C4C).encoded()) ?? []),
             Case(name: "request with fds", input: Array(#"{"jsonrpc":"2.0","method":"open","id":7,"fds":1}"#.utf8)),
@@ -56,11 +63,13 @@ import Testing
     /// Runs `input` through a bare machine with the options the NIO adapter uses.
     static func engine(_ test: Case) -> Outcome {
         var now = ContinuousClock.now
-        let mode: LegacyMode = test.perMessage
+        let mode: LegacyMode =
+            test.perMessage
             ? .perMessage { $0.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes }
             : .reject
         var machine = ConnectionStateMachine(
-            mux: test.mux, options: ConnectionOptions(legacyMode: mode, transportCarriesFileDescriptors: false), now: now)
+            mux: test.mux, options: ConnectionOptions(legacyMode: mode, transportCarriesFileDescriptors: false),
+            now: now)
         var outcome = Outcome(written: [], delivered: [])
         func settle() {
             for _ in 0..<100 {
@@ -70,7 +79,8 @@ import Testing
                     case let .write(bytes, _): outcome.written += bytes; wrote = true
                     case let .deliver(.payload(frame)): outcome.delivered.append(.frame(frame))
                     case let .deliver(.control(message, _)): outcome.delivered.append(.control(message))
-                    case let .deliver(.legacyMessage(bytes)): outcome.delivered.append(.legacy(ByteBuffer(bytes: bytes)))
+                    case let .deliver(.legacyMessage(bytes)):
+                        outcome.delivered.append(.legacy(ByteBuffer(bytes: bytes)))
                     default: break
                     }
                 }
@@ -106,7 +116,9 @@ import Testing
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/peer")).wait()
         let pieces = byteByByte ? test.input.map { [$0] } : [test.input]
         for piece in pieces where channel.isActive { try channel.writeInbound(Fixtures.buffer(piece)) }
-        if test.endOfInput, channel.isActive { channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        if test.endOfInput, channel.isActive {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
         let outcome = Outcome(written: try channel.writtenBytes(), delivered: try channel.deliveredMessages())
         _ = try? channel.finish(acceptAlreadyClosed: true)
         return outcome
@@ -126,7 +138,8 @@ import Testing
 
     func epitaphParams(_ bytes: [UInt8]) throws -> JSONObject? {
         guard case let .notification(epitaph)? = try Fixtures.controlMessages(in: bytes).last,
-              epitaph.method == "rpc.epitaph", case let .object(params)? = epitaph.params else { return nil }
+            epitaph.method == "rpc.epitaph", case let .object(params)? = epitaph.params
+        else { return nil }
         return params
     }
 
@@ -155,14 +168,17 @@ import Testing
 
     @Test func jsonCutByHalfCloseGetsAnRPCEpitaph() throws {
         let outcome = try Self.nio(Self.cases[5], decoder: false, byteByByte: false)
-        #expect(try epitaphParams(outcome.written)?["status"] == .number(JSONNumber(Int(EpitaphStatus.badState.rawValue))))
+        #expect(
+            try epitaphParams(outcome.written)?["status"] == .number(JSONNumber(Int(EpitaphStatus.badState.rawValue))))
     }
 
     @Test func muxSettingsAreHonoured() throws {
         let off = try Self.nio(Self.cases[6], decoder: false, byteByByte: false)
         #expect(Epitaph(v1Frame: try Frame(parsingFrame: off.written))?.status == .invalidFrame)
         let limited = try Self.nio(Self.cases[7], decoder: false, byteByByte: false)
-        #expect(try epitaphParams(limited.written)?["status"] == .number(JSONNumber(Int(EpitaphStatus.outOfRange.rawValue))))
+        #expect(
+            try epitaphParams(limited.written)?["status"] == .number(JSONNumber(Int(EpitaphStatus.outOfRange.rawValue)))
+        )
     }
 
     @Test func legacyHalfCloseAnswersEveryLineThenCloses() throws {
@@ -174,8 +190,9 @@ import Testing
 
     @Test func partialMessageTimeoutEndsWithTimedOutOnEmbeddedTime() throws {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(EndpointMuxHandler(
-            mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(partialMessageTimeout: .seconds(1))))
+        try channel.pipeline.syncOperations.addHandler(
+            EndpointMuxHandler(
+                mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(partialMessageTimeout: .seconds(1))))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/peer")).wait()
         try channel.writeInbound(Fixtures.buffer([0x01, 0x10]))  // half a header
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
@@ -192,8 +209,9 @@ import Testing
             bytes.firstIndex(of: UInt8(ascii: "\n")).map { .complete($0 + 1) } ?? .needMoreBytes
         })
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(EndpointMuxHandler(
-            mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(legacyMode: .perMessage(lines))))
+        try channel.pipeline.syncOperations.addHandler(
+            EndpointMuxHandler(
+                mux: Fixtures.mux(), configuration: EndpointMuxConfiguration(legacyMode: .perMessage(lines))))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/peer")).wait()
         try channel.writeInbound(Fixtures.buffer("A\nB"))
         try channel.writeInbound(Fixtures.buffer("C\n"))

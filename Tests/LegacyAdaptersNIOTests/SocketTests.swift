@@ -46,7 +46,9 @@ import Testing
         func send(_ bytes: [UInt8]) throws {
             var offset = 0
             while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                let n = bytes[offset...].withUnsafeBytes {
+                    Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                }
                 if n < 0 { if errno == EINTR { continue }; throw SocketError(operation: "send", code: errno) }
                 offset += n
             }
@@ -106,7 +108,8 @@ import Testing
 
             // 3. A control request: answered by the next handler.
             try client.send(ControlMessage.request(ControlRequest(method: "status", id: 5)).encoded())
-            let reply = try client.receive(ControlMessage.response(ControlResponse(id: 5, result: "status")).encoded().count)
+            let reply = try client.receive(
+                ControlMessage.response(ControlResponse(id: 5, result: "status")).encoded().count)
             #expect(reply == ControlMessage.response(ControlResponse(id: 5, result: "status")).encoded())
 
             // 4. An unserved lane: the epitaph, then EOF. This connection has carried
@@ -120,7 +123,7 @@ import Testing
             }
             let expected = MuxError.unservedPayloadProtocol(payloadProtocol: 0x7C4C).epitaph
             guard case let .notification(epitaph)? = try Fixtures.controlMessages(in: rest).last,
-                  epitaph.method == "rpc.epitaph", case let .object(params)? = epitaph.params
+                epitaph.method == "rpc.epitaph", case let .object(params)? = epitaph.params
             else { Issue.record("no rpc.epitaph: \(rest)"); return }
             #expect(params["status"] == .number(JSONNumber(Int(expected.status.rawValue))))
         } catch {

@@ -14,10 +14,13 @@ extension FileDescriptorSuites {
                 defer { close(client) }
                 let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
                 let probe = try ProbeRequest(nonce: Array(0..<32))
-                try writeAll(client, try Frame(payloadProtocol: 0x7A63, payload: Array("ping".utf8), requestID: 5).encoded()
-                             + probe.frame.encoded())
+                try writeAll(
+                    client,
+                    try Frame(payloadProtocol: 0x7A63, payload: Array("ping".utf8), requestID: 5).encoded()
+                        + probe.frame.encoded())
                 // The control message's fd rides on its bytes.
-                try sendRaw(client, #"{"jsonrpc":"2.0","method":"count","id":1,"fds":1}"#, fds: [try makePipe(holding: "x")])
+                try sendRaw(
+                    client, #"{"jsonrpc":"2.0","method":"count","id":1,"fds":1}"#, fds: [try makePipe(holding: "x")])
                 let consumer = Task { () -> [String] in
                     var kinds: [String] = []
                     for await event in connection.events {
@@ -28,8 +31,9 @@ extension FileDescriptorSuites {
                         case let .control(received):
                             kinds.append("control:\(received.fileDescriptorCount)")
                             if case let .request(request) = received.message {
-                                connection.send(OutgoingControlMessage(
-                                    replyingTo: request, result: .number(JSONNumber(received.fileDescriptorCount))))
+                                connection.send(
+                                    OutgoingControlMessage(
+                                        replyingTo: request, result: .number(JSONNumber(received.fileDescriptorCount))))
                             }
                         case .closed:
                             kinds.append("closed")
@@ -44,7 +48,8 @@ extension FileDescriptorSuites {
                 let bytes = try await onDedicatedThread { () -> [UInt8] in
                     var bytes: [UInt8] = []
                     let deadline = ContinuousClock.now + .seconds(10)
-                    while ContinuousClock.now < deadline, !String(decoding: bytes, as: UTF8.self).hasSuffix(#""id":1}"#) {
+                    while ContinuousClock.now < deadline, !String(decoding: bytes, as: UTF8.self).hasSuffix(#""id":1}"#)
+                    {
                         var pfd = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
                         _ = poll(&pfd, 1, 50)
                         bytes += try readAvailable(client).bytes
@@ -61,8 +66,10 @@ extension FileDescriptorSuites {
                 // probe answer (its pid varies), so skip whole frames rather than search.
                 var offset = 0
                 while offset + 5 <= bytes.count, bytes[offset] == V1Framing.framingByte {
-                    offset += 5 + (Int(bytes[offset + 1]) | Int(bytes[offset + 2]) << 8
-                                   | Int(bytes[offset + 3]) << 16 | Int(bytes[offset + 4]) << 24)
+                    offset +=
+                        5
+                        + (Int(bytes[offset + 1]) | Int(bytes[offset + 2]) << 8
+                            | Int(bytes[offset + 3]) << 16 | Int(bytes[offset + 4]) << 24)
                 }
                 let tail = bytes.suffix(from: min(offset, bytes.count))
                 #expect(String(decoding: tail, as: UTF8.self) == #"{"jsonrpc":"2.0","result":1,"id":1}"#)
@@ -77,13 +84,21 @@ extension FileDescriptorSuites {
                 let connection = try AsyncConnection(taking: OwnedFileDescriptor(taking: server), mux: mux)
                 let count = 200_000
                 var all: [UInt8] = []
-                for i in 0..<count { all += try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: UInt64(i)).encoded() }
+                for i in 0..<count {
+                    all += try Frame(payloadProtocol: 0x7A63, payload: [1], requestID: UInt64(i)).encoded()
+                }
                 let bytes = all
-                let writer = Task.detached { try await onDedicatedThread { try writeAll(client, bytes); shutdown(client, Int32(SHUT_WR)) } }
+                let writer = Task.detached {
+                    try await onDedicatedThread {
+                        try writeAll(client, bytes); shutdown(client, Int32(SHUT_WR))
+                    }
+                }
                 // Nobody consumes: the connection reads a bounded amount, then stops.
                 _ = try await onDedicatedThread {
                     let deadline = ContinuousClock.now + .seconds(10)
-                    while connection.unconsumedEventCount <= AsyncConnection.maxUnconsumedEvents, ContinuousClock.now < deadline {
+                    while connection.unconsumedEventCount <= AsyncConnection.maxUnconsumedEvents,
+                        ContinuousClock.now < deadline
+                    {
                         usleep(10_000)
                     }
                     usleep(300_000)  // time enough to read everything, were it not throttled
@@ -115,10 +130,13 @@ extension FileDescriptorSuites {
                 #expect(ended == .closedByDaemon)
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil)
-                #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) } == [Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance")])
+                #expect(
+                    try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) } == [
+                        Epitaph(status: EpitaphStatus(rawValue: 7), reason: "maintenance")
+                    ])
             }
         }
-    
+
         /// The consumer stops iterating (`break`): the connection ends with an OK epitaph
         /// and the library closes the fd, which the daemon never touches again.
         @Test(.timeLimit(.minutes(1)))
@@ -186,5 +204,5 @@ extension FileDescriptorSuites {
                 }
             }
         }
-}
+    }
 }

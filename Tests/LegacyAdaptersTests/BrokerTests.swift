@@ -40,7 +40,11 @@ extension FileDescriptorSuites {
                             sys.exit(3)
                     print("echoed 100")
                     """
-                let child = Task { try await onDedicatedThread { try runChild(["/usr/bin/python3", "-c", script], timeout: .seconds(90)) } }
+                let child = Task {
+                    try await onDedicatedThread {
+                        try runChild(["/usr/bin/python3", "-c", script], timeout: .seconds(90))
+                    }
+                }
                 var peers: [BrokerEndpoint] = []
                 for _ in 0..<100 {
                     let accepted = try await listener.accept()
@@ -52,7 +56,10 @@ extension FileDescriptorSuites {
                 #expect(outcome.exitCode == 0, "\(outcome.stderr)")
                 #expect(outcome.stdout == "echoed 100\n")
                 #expect(peers.count == 100)
-                #expect(peers.allSatisfy { if case let .tcp(host, peerPort) = $0 { host == "127.0.0.1" && peerPort != port } else { false } })
+                #expect(
+                    peers.allSatisfy {
+                        if case let .tcp(host, peerPort) = $0 { host == "127.0.0.1" && peerPort != port } else { false }
+                    })
                 #expect(Set(peers).count == 100)  // 100 distinct client ports
             }
         }
@@ -68,13 +75,14 @@ extension FileDescriptorSuites {
                 guard case let .tcp(_, port) = listener.endpoint else { return }
                 var tasks: [Task<String, any Error>] = []
                 for waiting in 1...3 {
-                    tasks.append(Task {
-                        let fd = try await listener.accept().takeSocket().release()
-                        return try await onDedicatedThread {
-                            defer { close(fd) }
-                            return String(decoding: readExactly(fd, 1), as: UTF8.self)
-                        }
-                    })
+                    tasks.append(
+                        Task {
+                            let fd = try await listener.accept().takeSocket().release()
+                            return try await onDedicatedThread {
+                                defer { close(fd) }
+                                return String(decoding: readExactly(fd, 1), as: UTF8.self)
+                            }
+                        })
                     #expect(try await broker.waitUntil { $0.waiting == waiting })
                 }
                 var connections: [Int32] = []
@@ -147,7 +155,8 @@ extension FileDescriptorSuites {
 
                 let start = ContinuousClock.now
                 let pending = Task { () -> Int32 in
-                    try await waiting.connect(.tcp(host: "127.0.0.1", port: port), timeout: .milliseconds(1500)).release()
+                    try await waiting.connect(.tcp(host: "127.0.0.1", port: port), timeout: .milliseconds(1500))
+                        .release()
                 }
                 #expect(try await broker.waitUntil { $0.connecting == 1 })
                 // Meanwhile the broker serves others: listen, close, a probe.
@@ -305,7 +314,9 @@ extension FileDescriptorSuites {
                 defer { owner.close() }
                 let foreign = try await owner.listen(.tcp(host: "127.0.0.1", port: 0))
                 let stolen = try await client.call(method: "accept", params: ["listener": foreign.id.jsonValue])
-                if case let .error(error) = stolen.response.outcome { #expect(error.code == -32002) } else {
+                if case let .error(error) = stolen.response.outcome {
+                    #expect(error.code == -32002)
+                } else {
                     Issue.record("accept on another client's listener answered \(stolen.response)")
                 }
 
@@ -330,7 +341,10 @@ extension FileDescriptorSuites {
                 defer { client.close() }
                 let cases: [(BrokerRequest, String)] = [
                     (.listen(endpoint: .tcp(host: "0.0.0.0", port: 0), backlog: nil), "listen=tcp:0.0.0.0:0"),
-                    (.connect(.endpoint(.tcp(host: "127.0.0.1", port: 6379)), timeoutMilliseconds: nil), "connect=tcp:127.0.0.1:6379"),
+                    (
+                        .connect(.endpoint(.tcp(host: "127.0.0.1", port: 6379)), timeoutMilliseconds: nil),
+                        "connect=tcp:127.0.0.1:6379"
+                    ),
                     (.listen(endpoint: .pair, backlog: nil), "pair"),
                     (.listen(endpoint: .unix(path: "/run/app/x.sock"), backlog: nil), "listen=unix:/run/app/x.sock"),
                 ]
@@ -382,8 +396,12 @@ extension FileDescriptorSuites {
                 tasks.append(Task { try await unix.accept().takeSocket().release() })
                 let pair = try await client.listen(.pair)
                 tasks.append(Task { try await pair.accept().takeSocket().release() })
-                tasks.append(Task { try await client.connect(.tcp(host: "127.0.0.1", port: port), timeout: .seconds(60)).release() })
-                tasks.append(Task { try await client.connect(listener: survivorPair.id, timeout: .seconds(60)).release() })
+                tasks.append(
+                    Task {
+                        try await client.connect(.tcp(host: "127.0.0.1", port: port), timeout: .seconds(60)).release()
+                    })
+                tasks.append(
+                    Task { try await client.connect(listener: survivorPair.id, timeout: .seconds(60)).release() })
                 #expect(try await broker.waitUntil { $0.listeners == 6 && $0.waiting == 7 && $0.connecting == 1 })
                 #expect(FileManager.default.fileExists(atPath: broker.directory + "/app.sock"))
                 client.close()
@@ -392,13 +410,18 @@ extension FileDescriptorSuites {
                         close(try await task.value)
                         Issue.record("a call returned a socket after its client closed")
                     } catch {
-                        guard let error = error as? EndpointMuxError, error.code == .peerClosed || error.code == .systemCallFailed else {
+                        guard let error = error as? EndpointMuxError,
+                            error.code == .peerClosed || error.code == .systemCallFailed
+                        else {
                             Issue.record("expected a closed connection, got \(error)")
                             continue
                         }
                     }
                 }
-                #expect(try await broker.waitUntil { $0.clients == 1 && $0.listeners == 1 && $0.waiting == 0 && $0.connecting == 0 })
+                #expect(
+                    try await broker.waitUntil {
+                        $0.clients == 1 && $0.listeners == 1 && $0.waiting == 0 && $0.connecting == 0
+                    })
                 #expect(!FileManager.default.fileExists(atPath: broker.directory + "/app.sock"))
             }
             try await survivorPair.close()
@@ -486,7 +509,8 @@ extension FileDescriptorSuites {
                 // Fds sent to the broker (the protocol passes none) are closed, not kept.
                 let raw = try ControlClient(socketPath: broker.socketPath)
                 let pipes = try makePipes(2)
-                let reply = try await raw.call("close", params: ["listener": 12345], fileDescriptors: queue(owning: pipes))
+                let reply = try await raw.call(
+                    "close", params: ["listener": 12345], fileDescriptors: queue(owning: pipes))
                 if case let .error(error) = reply.response.outcome { #expect(error.code == -32002) }
 
                 // Stopping the broker ends waiting calls with its epitaph.
@@ -531,7 +555,9 @@ extension FileDescriptorSuites {
                                 let inbound = try await accepted
                                 let byte = [UInt8(truncatingIfNeeded: cycle)]
                                 sendAll(outbound.rawValue, byte)
-                                guard readExactly(inbound, 1) == byte else { throw FixtureError(operation: "echo", errno: EIO) }
+                                guard readExactly(inbound, 1) == byte else {
+                                    throw FixtureError(operation: "echo", errno: EIO)
+                                }
                                 close(inbound)
                                 outbound.close()
                                 try await listener.close()
@@ -559,7 +585,9 @@ extension FileDescriptorSuites {
                 #expect(probes.count > 0)
                 #expect(probes.failures == 0)
                 #expect(probes.worst < .milliseconds(100), "worst probe \(probes.worst) of \(probes.count)")
-                print("broker load: \(clientCount) clients × \(cycles) cycles in \(elapsed); \(probes.count) probes, median \(probes.median), worst \(probes.worst), \(probes.overLimit) over 100 ms, fds \(start) → \(settled)")
+                print(
+                    "broker load: \(clientCount) clients × \(cycles) cycles in \(elapsed); \(probes.count) probes, median \(probes.median), worst \(probes.worst), \(probes.overLimit) over 100 ms, fds \(start) → \(settled)"
+                )
             }
         }
     }

@@ -96,8 +96,12 @@ extension FileDescriptorSuites {
         /// Connecting to nothing fails at once with the connect errno; a deadline already past times out.
         @Test func connectFailuresAreImmediate() throws {
             try expectNoFileDescriptorLeaks {
-                let missing = timed { try FrameClient(socketPath: "/tmp/emx-no-such-dir/none.sock", connectTimeout: .seconds(5)) }
-                guard let error = missing.error as? EndpointMuxError, error.code == .connectFailed, let code = error.errno else {
+                let missing = timed {
+                    try FrameClient(socketPath: "/tmp/emx-no-such-dir/none.sock", connectTimeout: .seconds(5))
+                }
+                guard let error = missing.error as? EndpointMuxError, error.code == .connectFailed,
+                    let code = error.errno
+                else {
                     Issue.record("expected a connect error, got \(String(describing: missing.error))")
                     return
                 }
@@ -128,12 +132,14 @@ extension FileDescriptorSuites {
 
         /// An answer with the right id but neither `result` nor `error` fails the call at once,
         /// long before its timeout; so does one with both.
-        @Test(.timeLimit(.minutes(1)), arguments: [
-            #"{"jsonrpc":"2.0","id":1}"#,
-            #"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"m"}}"#,
-            #"{"jsonrpc":"2.0","id":1,"error":"not an object"}"#,
-            #"{"id":1,"result":true}"#,
-        ])
+        @Test(
+            .timeLimit(.minutes(1)),
+            arguments: [
+                #"{"jsonrpc":"2.0","id":1}"#,
+                #"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"m"}}"#,
+                #"{"jsonrpc":"2.0","id":1,"error":"not an object"}"#,
+                #"{"id":1,"result":true}"#,
+            ])
         func malformedAnswerIsReportedAtOnce(answer: String) throws {
             try expectNoFileDescriptorLeaks {
                 let (client, server) = try makeSocketPair()

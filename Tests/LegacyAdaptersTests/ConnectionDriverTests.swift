@@ -10,8 +10,10 @@ let testIdentity = DaemonIdentity(
 
 /// Drives `driver` the way a daemon's loop does (poll on the interest, one call) until
 /// `done` says so or the deadline passes; returns the events.
-func drive(_ driver: ConnectionDriver, until deadline: ContinuousClock.Instant,
-           done: ([ConnectionEvent]) -> Bool) -> [ConnectionEvent] {
+func drive(
+    _ driver: ConnectionDriver, until deadline: ContinuousClock.Instant,
+    done: ([ConnectionEvent]) -> Bool
+) -> [ConnectionEvent] {
     var events: [ConnectionEvent] = []
     while !done(events), !driver.isClosed, ContinuousClock.now < deadline {
         let now = ContinuousClock.now
@@ -63,7 +65,9 @@ extension FileDescriptorSuites {
     @Suite struct ConnectionDriverTests {
         let lane: PayloadProtocol = 0x7A63
 
-        func makeDriver(_ fd: Int32, legacyDetector: LegacyDetector = .never, options: ConnectionOptions = ConnectionOptions()) -> ConnectionDriver {
+        func makeDriver(
+            _ fd: Int32, legacyDetector: LegacyDetector = .never, options: ConnectionOptions = ConnectionOptions()
+        ) -> ConnectionDriver {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             let mux = EndpointMux(identity: testIdentity, servedProtocols: [lane], legacyDetector: legacyDetector)
             return ConnectionDriver(borrowing: fd, mux: mux, options: options)
@@ -77,12 +81,16 @@ extension FileDescriptorSuites {
                 // A request, then a frame on an unserved lane, then junk the server never asked for.
                 let good = try Frame(payloadProtocol: lane, payload: Array("hi".utf8), requestID: 1).encoded()
                 let bad = try Frame(payloadProtocol: 0x7001, payload: [1], requestID: 2).encoded()
-                try writeAll(client, good + bad + [UInt8](repeating: 0x55, count: 100_000 - good.count - bad.count).prefix(60_000))
+                try writeAll(
+                    client,
+                    good + bad + [UInt8](repeating: 0x55, count: 100_000 - good.count - bad.count).prefix(60_000))
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 close(server)
                 guard case let .payload(frame)? = events.first else { Issue.record("first event \(events)"); return }
                 #expect(frame.payload == Array("hi".utf8))
-                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("no failure: \(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else {
+                    Issue.record("no failure: \(events)"); return
+                }
                 #expect(epitaph.status == .notSupported)
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil, "client saw errno \(String(describing: error)) instead of a clean EOF")
@@ -100,7 +108,9 @@ extension FileDescriptorSuites {
                 try writeAll(client, [0x01, 0xFF, 0xFF, 0xFF, 0xFF])  // 4 GiB frame
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 close(server)
-                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else {
+                    Issue.record("\(events)"); return
+                }
                 #expect(epitaph.status == .outOfRange)
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil)
@@ -116,7 +126,9 @@ extension FileDescriptorSuites {
                 try writeAll(client, Array("GET / HTTP/1.1\r\n\r\n".utf8))
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 close(server)
-                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else {
+                    Issue.record("\(events)"); return
+                }
                 #expect(epitaph.status == .invalidFrame)
                 let (bytes, _) = try readToEOF(client)
                 #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.count == 1)
@@ -132,10 +144,14 @@ extension FileDescriptorSuites {
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 let elapsed = start.duration(to: .now)
                 close(server)
-                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else {
+                    Issue.record("\(events)"); return
+                }
                 #expect(epitaph.status == .timedOut)
                 // Fires at the bound, give or take scheduling on a loaded 2-core CI machine.
-                #expect(elapsed >= .milliseconds(300) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
+                #expect(
+                    elapsed >= .milliseconds(300) && elapsed < .milliseconds(300) + .milliseconds(1500),
+                    "closed after \(elapsed)")
                 let (bytes, error) = try readToEOF(client)
                 #expect(error == nil)
                 #expect(try frames(in: bytes).compactMap { Epitaph(v1Frame: $0) }.first?.status == .timedOut)
@@ -149,7 +165,8 @@ extension FileDescriptorSuites {
                 let driver = makeDriver(server, options: ConnectionOptions(idleTimeout: .milliseconds(400)))
                 let start = ContinuousClock.now
                 for i in 0..<4 {
-                    try writeAll(client, try Frame(payloadProtocol: lane, payload: [UInt8(i)], requestID: UInt64(i)).encoded())
+                    try writeAll(
+                        client, try Frame(payloadProtocol: lane, payload: [UInt8(i)], requestID: UInt64(i)).encoded())
                     let events = drive(driver, until: .now + .milliseconds(200)) { _ in false }
                     #expect(!isClosed(events), "closed while active after \(start.duration(to: .now))")
                 }
@@ -168,9 +185,13 @@ extension FileDescriptorSuites {
                 let events = drive(driver, until: .now + .seconds(5), done: isClosed)
                 let elapsed = start.duration(to: .now)
                 close(server)
-                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else { Issue.record("\(events)"); return }
+                guard case let .closed(end)? = events.last, end.reason == .failed, let epitaph = end.epitaph else {
+                    Issue.record("\(events)"); return
+                }
                 #expect(epitaph.status == .timedOut)
-                #expect(elapsed >= .milliseconds(250) && elapsed < .milliseconds(300) + .milliseconds(1500), "closed after \(elapsed)")
+                #expect(
+                    elapsed >= .milliseconds(250) && elapsed < .milliseconds(300) + .milliseconds(1500),
+                    "closed after \(elapsed)")
                 _ = try readToEOF(client)
             }
         }
@@ -179,18 +200,22 @@ extension FileDescriptorSuites {
             try expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
                 defer { close(client) }
-                let options = ConnectionOptions(legacyMode: .perMessage({ bytes in
-                    bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
-                }))
+                let options = ConnectionOptions(
+                    legacyMode: .perMessage({ bytes in
+                        bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
+                    }))
                 let driver = makeDriver(server, legacyDetector: .lineBased(), options: options)
                 let frame1 = try Frame(payloadProtocol: lane, payload: Array("f1".utf8), requestID: 1).encoded()
                 let frame2 = try Frame(payloadProtocol: lane, payload: Array("f2".utf8), requestID: 2).encoded()
                 let probe = try ProbeRequest(nonce: Array(0..<32)).frame.encoded()
-                let ordered = Array("one\n".utf8) + frame1 + Array("two\n".utf8) + probe + Array("three\n".utf8) + frame2
+                let ordered =
+                    Array("one\n".utf8) + frame1 + Array("two\n".utf8) + probe + Array("three\n".utf8) + frame2
                 for byte in ordered { try writeAll(client, [byte]) }  // one byte at a time
                 var events: [ConnectionEvent] = []
                 events = drive(driver, until: .now + .seconds(5)) { got in
-                    got.filter { if case .legacyMessage = $0 { return true }; if case .payload = $0 { return true }; return false }.count == 5
+                    got.filter {
+                        if case .legacyMessage = $0 { return true }; if case .payload = $0 { return true }; return false
+                    }.count == 5
                 }
                 let summary = events.compactMap { event -> String? in
                     switch event {
@@ -212,9 +237,10 @@ extension FileDescriptorSuites {
             try expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
                 defer { close(client) }
-                let options = ConnectionOptions(legacyMode: .perMessage({ bytes in
-                    bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
-                }))
+                let options = ConnectionOptions(
+                    legacyMode: .perMessage({ bytes in
+                        bytes.firstIndex(of: 0x0A).map { .complete($0 + 1) } ?? .needMoreBytes
+                    }))
                 let driver = makeDriver(server, legacyDetector: .lineBased(), options: options)
                 // Two whole lines and half of a third: the half stays buffered across reads.
                 try writeAll(client, Array("one\ntwo\nthr".utf8))
@@ -261,7 +287,8 @@ extension FileDescriptorSuites {
                 #expect(!driver.wantsReadable)
                 // Now the client reads everything; every probe is answered, nothing is lost.
                 var received: [UInt8] = []
-                let answerSize = try ProbeResponder(identity: testIdentity).answer(ProbeRequest(nonce: Array(0..<32))).count
+                let answerSize = try ProbeResponder(identity: testIdentity).answer(ProbeRequest(nonce: Array(0..<32)))
+                    .count
                 let deadline = ContinuousClock.now + .seconds(20)
                 while received.count < probes * answerSize, ContinuousClock.now < deadline {
                     received += try readAvailable(client).bytes
@@ -277,7 +304,8 @@ extension FileDescriptorSuites {
             try expectNoFileDescriptorLeaks {
                 let (server, client) = try makeSocketPair()
                 defer { close(client) }
-                let driver = makeDriver(server, legacyDetector: .lineBased(), options: ConnectionOptions(legacyMode: .sticky))
+                let driver = makeDriver(
+                    server, legacyDetector: .lineBased(), options: ConnectionOptions(legacyMode: .sticky))
                 let bytes = Array("SET a b\n".utf8) + [0x01, 0x02, 0x03]
                 try writeAll(client, bytes)
                 let events = drive(driver, until: .now + .seconds(5)) { !$0.isEmpty }

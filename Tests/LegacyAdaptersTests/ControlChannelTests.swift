@@ -50,15 +50,17 @@ func expectText(_ actual: String, _ expected: String, sourceLocation: SourceLoca
     func around(_ bytes: [UInt8]) -> String {
         String(decoding: bytes[max(0, first - 40)..<min(bytes.count, first + 40)], as: UTF8.self)
     }
-    Issue.record("texts differ at byte \(first): \(got.count) bytes, \(want.count) expected; got …\(around(got))… expected …\(around(want))…",
-                 sourceLocation: sourceLocation)
+    Issue.record(
+        "texts differ at byte \(first): \(got.count) bytes, \(want.count) expected; got …\(around(got))… expected …\(around(want))…",
+        sourceLocation: sourceLocation)
 }
 
 /// The requests the server saw, as `method` → `params` text (for compact checks).
 private func paramsTexts(_ log: ServerLog) -> [String] {
     log.seen.map { seen in
         switch seen.message {
-        case let .request(request): return request.params.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "-"
+        case let .request(request):
+            return request.params.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "-"
         case let .notification(notification):
             return notification.params.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "-"
         case .response: return "response"
@@ -75,11 +77,15 @@ extension FileDescriptorSuites {
         // test_our_format_is_valid_jsonrpc, test_client_server_communication.
         @Test func basicMessageSerializesAndIsAnswered() async throws {
             let echo = ControlMessage.request(ControlRequest(method: "echo", params: ["greeting": "hello"], id: 1))
-            #expect(String(decoding: echo.encoded(), as: UTF8.self) == Wire.request("echo", params: #"{"greeting":"hello"}"#, id: "1"))
-            #expect(String(decoding: echo.encoded(fileDescriptorCount: 1), as: UTF8.self)
-                == Wire.request("echo", params: #"{"greeting":"hello"}"#, id: "1", fds: 1))
+            #expect(
+                String(decoding: echo.encoded(), as: UTF8.self)
+                    == Wire.request("echo", params: #"{"greeting":"hello"}"#, id: "1"))
+            #expect(
+                String(decoding: echo.encoded(fileDescriptorCount: 1), as: UTF8.self)
+                    == Wire.request("echo", params: #"{"greeting":"hello"}"#, id: "1", fds: 1))
             let note = ControlMessage.notification(ControlNotification(method: "note", params: [1, 2]))
-            #expect(String(decoding: note.encoded(), as: UTF8.self) == #"{"jsonrpc":"2.0","method":"note","params":[1,2]}"#)
+            #expect(
+                String(decoding: note.encoded(), as: UTF8.self) == #"{"jsonrpc":"2.0","method":"note","params":[1,2]}"#)
 
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in try sendRaw(fd, echo.encoded()) }
@@ -95,7 +101,9 @@ extension FileDescriptorSuites {
         @Test func fileDescriptorPassingDeliversTheFile() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    try sendRaw(fd, Wire.request("readFds", id: "1", fds: 1), fds: [try makeTemporaryFile(holding: "hello from a temp file")])
+                    try sendRaw(
+                        fd, Wire.request("readFds", id: "1", fds: 1),
+                        fds: [try makeTemporaryFile(holding: "hello from a temp file")])
                 }
                 #expect(exchange.text == Wire.result(Wire.readFds(["hello from a temp file"]), id: "1"))
                 #expect(exchange.log.seen.map(\.kinds) == [["file"]])
@@ -108,11 +116,15 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
                     for (index, word) in ["first", "second", "third"].enumerated() {
-                        try sendRaw(fd, Wire.request("readFds", id: "\(index + 1)", fds: 1), fds: [try makeTemporaryFile(holding: word)])
+                        try sendRaw(
+                            fd, Wire.request("readFds", id: "\(index + 1)", fds: 1),
+                            fds: [try makeTemporaryFile(holding: word)])
                     }
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["first"]), id: "1")
-                    + Wire.result(Wire.readFds(["second"]), id: "2") + Wire.result(Wire.readFds(["third"]), id: "3"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["first"]), id: "1")
+                        + Wire.result(Wire.readFds(["second"]), id: "2") + Wire.result(Wire.readFds(["third"]), id: "3")
+                )
                 #expect(exchange.log.seen.map(\.texts) == [["first"], ["second"], ["third"]])
             }
         }
@@ -121,7 +133,10 @@ extension FileDescriptorSuites {
         @Test func multipleFdsOnOneMessageKeepTheirOrder() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    let fds = [try makePipe(holding: "a pipe"), try makeMemfd(holding: "a memfd"), try makeTemporaryFile(holding: "a file")]
+                    let fds = [
+                        try makePipe(holding: "a pipe"), try makeMemfd(holding: "a memfd"),
+                        try makeTemporaryFile(holding: "a file"),
+                    ]
                     try sendRaw(fd, Wire.request("readFds", id: "1", fds: 3), fds: fds)
                 }
                 #expect(exchange.text == Wire.result(Wire.readFds(["a pipe", "a memfd", "a file"]), id: "1"))
@@ -134,14 +149,17 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
                     try sendRaw(fd, Wire.request("echo", params: #"{"n":1}"#, id: "1"))
-                    try sendRaw(fd, Wire.request("readFds", id: "2", fds: 1), fds: [try makePipe(holding: "with an fd")])
+                    try sendRaw(
+                        fd, Wire.request("readFds", id: "2", fds: 1), fds: [try makePipe(holding: "with an fd")])
                     try sendRaw(fd, Wire.request("echo", params: #"{"n":3}"#, id: "3"))
                     try sendRaw(fd, Wire.notification("note", params: #"{"n":4}"#))
                     try sendRaw(fd, Wire.request("stats", id: "5"))
                 }
-                #expect(exchange.text == Wire.result(#"{"n":1}"#, id: "1") + Wire.result(Wire.readFds(["with an fd"]), id: "2")
-                    + Wire.result(#"{"n":3}"#, id: "3")
-                    + Wire.result(Wire.stats(requests: 4, notifications: 1, notificationFds: 0), id: "5"))
+                #expect(
+                    exchange.text == Wire.result(#"{"n":1}"#, id: "1")
+                        + Wire.result(Wire.readFds(["with an fd"]), id: "2")
+                        + Wire.result(#"{"n":3}"#, id: "3")
+                        + Wire.result(Wire.stats(requests: 4, notifications: 1, notificationFds: 0), id: "5"))
                 #expect(exchange.log.methods == ["echo", "readFds", "echo", "note", "stats"])
                 #expect(exchange.log.fdCounts == [0, 1, 0, 0, 0])
             }
@@ -162,7 +180,10 @@ extension FileDescriptorSuites {
         @Test func zeroByteFiles() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    let fds = [try makeTemporaryFile(holding: ""), try makeTemporaryFile(holding: ""), try makeMemfd(holding: "")]
+                    let fds = [
+                        try makeTemporaryFile(holding: ""), try makeTemporaryFile(holding: ""),
+                        try makeMemfd(holding: ""),
+                    ]
                     try sendRaw(fd, Wire.request("sizes", id: "1", fds: 3), fds: fds)
                 }
                 #expect(exchange.text == Wire.result(#"{"count":3,"sizes":[0,0,0]}"#, id: "1"))
@@ -175,13 +196,16 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
                     let words = ["FIRST", "SECOND", "THIRD"]
-                    try sendRaw(fd, Wire.request("readFds", params: #"{"order":"as sent"}"#, id: "1", fds: 3),
-                                fds: try words.map { try makeMemfd(holding: $0) })
-                    try sendRaw(fd, Wire.request("readFds", params: #"{"order":"reversed"}"#, id: "2", fds: 3),
-                                fds: try words.reversed().map { try makeMemfd(holding: $0) })
+                    try sendRaw(
+                        fd, Wire.request("readFds", params: #"{"order":"as sent"}"#, id: "1", fds: 3),
+                        fds: try words.map { try makeMemfd(holding: $0) })
+                    try sendRaw(
+                        fd, Wire.request("readFds", params: #"{"order":"reversed"}"#, id: "2", fds: 3),
+                        fds: try words.reversed().map { try makeMemfd(holding: $0) })
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["FIRST", "SECOND", "THIRD"]), id: "1")
-                    + Wire.result(Wire.readFds(["THIRD", "SECOND", "FIRST"]), id: "2"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["FIRST", "SECOND", "THIRD"]), id: "1")
+                        + Wire.result(Wire.readFds(["THIRD", "SECOND", "FIRST"]), id: "2"))
             }
         }
 
@@ -191,14 +215,17 @@ extension FileDescriptorSuites {
                 let exchange = try await controlExchange { fd in
                     for index in 0..<20 {
                         if index % 3 == 0 {
-                            try sendRaw(fd, Wire.request("readFds", id: "\(index)", fds: 1), fds: [try makePipe(holding: "burst-\(index)")])
+                            try sendRaw(
+                                fd, Wire.request("readFds", id: "\(index)", fds: 1),
+                                fds: [try makePipe(holding: "burst-\(index)")])
                         } else {
                             try sendRaw(fd, Wire.request("echo", params: #"{"i":\#(index)}"#, id: "\(index)"))
                         }
                     }
                 }
                 let expected = (0..<20).map { index in
-                    index % 3 == 0 ? Wire.result(Wire.readFds(["burst-\(index)"]), id: "\(index)")
+                    index % 3 == 0
+                        ? Wire.result(Wire.readFds(["burst-\(index)"]), id: "\(index)")
                         : Wire.result(#"{"i":\#(index)}"#, id: "\(index)")
                 }.joined()
                 #expect(exchange.text == expected)
@@ -218,11 +245,14 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("readFds", id: "3", fds: 1), fds: [try makeMemfd(holding: "r3")])
                     try sendRaw(fd, Wire.request("stats", id: "4"))
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["r1"]), id: "1") + Wire.result("[true]", id: "2")
-                    + Wire.result(Wire.readFds(["r3"]), id: "3")
-                    + Wire.result(Wire.stats(requests: 4, notifications: 2, notificationFds: 2), id: "4"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["r1"]), id: "1") + Wire.result("[true]", id: "2")
+                        + Wire.result(Wire.readFds(["r3"]), id: "3")
+                        + Wire.result(Wire.stats(requests: 4, notifications: 2, notificationFds: 2), id: "4"))
                 #expect(exchange.log.methods == ["readFds", "note", nil, "echo", "note", "readFds", "stats"])
-                #expect(exchange.log.seen[2].message == .response(ControlResponse(id: 99, result: "a response from the client")))
+                #expect(
+                    exchange.log.seen[2].message
+                        == .response(ControlResponse(id: 99, result: "a response from the client")))
                 #expect(exchange.log.seen[1].texts == ["fd-0", "fd-1"])
             }
         }
@@ -250,7 +280,9 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("readFds", id: "1", fds: declared), fds: try makePipes(attached))
                 }
                 let reason = "mismatched count: message declared \(declared) fds, \(attached) arrived"
-                #expect(exchange.text == Wire.fileDescriptorError(id: "1", reason: reason) + Wire.epitaph(status: -20, reason: reason))
+                #expect(
+                    exchange.text == Wire.fileDescriptorError(id: "1", reason: reason)
+                        + Wire.epitaph(status: -20, reason: reason))
                 #expect(exchange.replies.sawEndOfFile)
                 #expect(exchange.log.seen.isEmpty)
                 #expect(exchange.log.ends == [.failed(Epitaph(status: .badState, reason: reason))])
@@ -282,7 +314,9 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let (waiting, log) = try await onDedicatedThread { () throws -> (ServerLog, ServerLog) in
                     let server = try DriverHarness()
-                    try sendRaw(server.clientFD, Wire.request("readFds", id: "1", fds: 2), fds: [try makePipe(holding: "pending")])
+                    try sendRaw(
+                        server.clientFD, Wire.request("readFds", id: "1", fds: 2),
+                        fds: [try makePipe(holding: "pending")])
                     server.run(until: { _ in false }, timeout: .milliseconds(100))  // parsed, waiting for its second fd
                     let waiting = server.snapshot()
                     shutdown(server.clientFD, Int32(SHUT_RDWR))
@@ -301,13 +335,16 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let log = try await onDedicatedThread { () throws -> ServerLog in
                     let server = try DriverHarness()
-                    try sendRaw(server.clientFD, Wire.request("readFds", id: "1", fds: 1), fds: [try makePipe(holding: "last words")])
+                    try sendRaw(
+                        server.clientFD, Wire.request("readFds", id: "1", fds: 1),
+                        fds: [try makePipe(holding: "last words")])
                     shutdown(server.clientFD, Int32(SHUT_RDWR))
                     server.run(until: { $0.ends.count == 1 })
                     return server.finish()
                 }
                 #expect(log.seen.map(\.texts) == [["last words"]])
-                #expect(log.ends == [.transportError(.system(operation: "sendmsg", errno: EPIPE))])  // the reply had nowhere to go
+                // the reply had nowhere to go
+                #expect(log.ends == [.transportError(.system(operation: "sendmsg", errno: EPIPE))])
             }
         }
 
@@ -319,12 +356,20 @@ extension FileDescriptorSuites {
                 let exchange = try await controlExchange { fd in
                     let file = try makeTemporaryFile(holding: "")
                     try writeAll(file, pattern)
-                    try sendQueued(fd, [(.request(ControlRequest(method: "sizes", params: ["padding": .string(padding)], id: 1)), [file])])
+                    try sendQueued(
+                        fd,
+                        [
+                            (
+                                .request(ControlRequest(method: "sizes", params: ["padding": .string(padding)], id: 1)),
+                                [file]
+                            )
+                        ])
                 }
                 #expect(exchange.text == Wire.result(#"{"count":1,"sizes":[1048576]}"#, id: "1"))
                 let sameFile = exchange.log.seen.first?.contents == [pattern]
                 #expect(sameFile, "the server did not read the 1 MiB file as written")
-                let sameMessage = exchange.log.seen.first?.message
+                let sameMessage =
+                    exchange.log.seen.first?.message
                     == .request(ControlRequest(method: "sizes", params: ["padding": .string(padding)], id: 1))
                 #expect(sameMessage, "the 50 KB params did not arrive intact")
             }
@@ -334,7 +379,8 @@ extension FileDescriptorSuites {
         @Test func invalidFdsFieldTypeIsFatal() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange(halfClose: false) { fd in
-                    try sendRaw(fd, #"{"jsonrpc":"2.0","method":"echo","id":1,"fds":"not_a_number"}"#, fds: try makePipes(1))
+                    try sendRaw(
+                        fd, #"{"jsonrpc":"2.0","method":"echo","id":1,"fds":"not_a_number"}"#, fds: try makePipes(1))
                 }
                 let reason = #""fds" must be a non-negative integer, found "not_a_number""#
                 #expect(exchange.text == Wire.epitaph(status: -10, reason: reason))
@@ -351,7 +397,8 @@ extension FileDescriptorSuites {
                 let exchange = try await controlExchange { fd in
                     for text in pretty { try sendRaw(fd, text) }
                 }
-                #expect(exchange.text == (1...3).map { Wire.result(#"{"id":\#($0),"list":[1,2]}"#, id: "\($0)") }.joined())
+                #expect(
+                    exchange.text == (1...3).map { Wire.result(#"{"id":\#($0),"list":[1,2]}"#, id: "\($0)") }.joined())
             }
         }
 
@@ -369,13 +416,19 @@ extension FileDescriptorSuites {
         @Test func mixedPrettyAndCompactMessages() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    try sendRaw(fd, "{\n\t\"jsonrpc\" : \"2.0\" ,\r\n\t\"method\" : \"echo\" ,\n\t\"params\" : [ 1 , { } ] ,\n\t\"id\" : 1\n}")
+                    try sendRaw(
+                        fd,
+                        "{\n\t\"jsonrpc\" : \"2.0\" ,\r\n\t\"method\" : \"echo\" ,\n\t\"params\" : [ 1 , { } ] ,\n\t\"id\" : 1\n}"
+                    )
                     try sendRaw(fd, Wire.request("echo", params: "2", id: "2") + " \t\r\n")
-                    try sendRaw(fd, "\r\n{ \"jsonrpc\":\"2.0\",\"method\":\"readFds\",\n\"id\":3,\n\"fds\":1 }", fds: [try makePipe(holding: "pretty fd")])
+                    try sendRaw(
+                        fd, "\r\n{ \"jsonrpc\":\"2.0\",\"method\":\"readFds\",\n\"id\":3,\n\"fds\":1 }",
+                        fds: [try makePipe(holding: "pretty fd")])
                     try sendRaw(fd, Wire.request("echo", params: "4", id: "4"))
                 }
-                #expect(exchange.text == Wire.result("[1,{}]", id: "1") + Wire.result("2", id: "2")
-                    + Wire.result(Wire.readFds(["pretty fd"]), id: "3") + Wire.result("4", id: "4"))
+                #expect(
+                    exchange.text == Wire.result("[1,{}]", id: "1") + Wire.result("2", id: "2")
+                        + Wire.result(Wire.readFds(["pretty fd"]), id: "3") + Wire.result("4", id: "4"))
             }
         }
 
@@ -388,9 +441,11 @@ extension FileDescriptorSuites {
                     let server = try DriverHarness()
                     server.start()
                     defer { server.finish(timeout: .seconds(2)) }
-                    try sendQueued(server.clientFD, [(.request(ControlRequest(method: "echo", params: .string(big), id: 1)), [])])
+                    try sendQueued(
+                        server.clientFD, [(.request(ControlRequest(method: "echo", params: .string(big), id: 1)), [])])
                     let expected = Wire.result("\"\(big)\"", id: "1")
-                    let replies = try receiveLog(from: server.clientFD, byteCount: expected.utf8.count, timeout: .seconds(30))
+                    let replies = try receiveLog(
+                        from: server.clientFD, byteCount: expected.utf8.count, timeout: .seconds(30))
                     return (String(decoding: replies.bytes, as: UTF8.self), server.finish())
                 }
                 #expect(text.utf8.count == (1 << 20) + 36)
@@ -404,10 +459,19 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let big = String(repeating: "x", count: 1 << 20)
                 let exchange = try await controlExchange { fd in
-                    try sendQueued(fd, [(.request(ControlRequest(method: "readFds", params: .string(big), id: 1)), [try makePipe(holding: "big fd")])])
+                    try sendQueued(
+                        fd,
+                        [
+                            (
+                                .request(ControlRequest(method: "readFds", params: .string(big), id: 1)),
+                                [try makePipe(holding: "big fd")]
+                            )
+                        ])
                 }
                 #expect(exchange.text == Wire.result(Wire.readFds(["big fd"]), id: "1"))
-                let sameMessage = exchange.log.seen.first?.message == .request(ControlRequest(method: "readFds", params: .string(big), id: 1))
+                let sameMessage =
+                    exchange.log.seen.first?.message
+                    == .request(ControlRequest(method: "readFds", params: .string(big), id: 1))
                 #expect(sameMessage, "the 1 MiB params did not arrive intact")
             }
         }
@@ -415,16 +479,22 @@ extension FileDescriptorSuites {
         // test_fd_batching_one_per_message / _two_per_message / _many_fds_small_batches and
         // Go's TestFDBatching{SmallBatches,ManyFDs,NoBatching,SingleFD,ExactBoundary,
         // FollowedByNonFDMessage}: each batched message is followed by a message without fds.
-        @Test(arguments: [(5, 1), (7, 2), (20, 3), (10, 1), (10, 2), (10, 3), (50, 7), (100, 10), (5, 500), (1, 1), (5, 5), (6, 5)])
+        @Test(arguments: [
+            (5, 1), (7, 2), (20, 3), (10, 1), (10, 2), (10, 3), (50, 7), (100, 10), (5, 500), (1, 1), (5, 5), (6, 5),
+        ])
         func batchedFdsFollowedByAMessageWithout(fdCount: Int, batch: Int) async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    try sendQueued(fd, [
-                        (.request(ControlRequest(method: "readFds", id: 1)), try makePipes(fdCount)),
-                        (.request(ControlRequest(method: "echo", params: "after", id: 2)), []),
-                    ], maxPerSendmsg: batch)
+                    try sendQueued(
+                        fd,
+                        [
+                            (.request(ControlRequest(method: "readFds", id: 1)), try makePipes(fdCount)),
+                            (.request(ControlRequest(method: "echo", params: "after", id: 2)), []),
+                        ], maxPerSendmsg: batch)
                 }
-                expectText(exchange.text, Wire.result(Wire.readFds(pipeContents(fdCount)), id: "1") + Wire.result(#""after""#, id: "2"))
+                expectText(
+                    exchange.text,
+                    Wire.result(Wire.readFds(pipeContents(fdCount)), id: "1") + Wire.result(#""after""#, id: "2"))
                 #expect(exchange.log.fdCounts == [fdCount, 0])
             }
         }
@@ -437,7 +507,8 @@ extension FileDescriptorSuites {
                     var messages: [(ControlMessage, [Int32])] = []
                     for (index, count) in counts.enumerated() {
                         let fds = try (0..<count).map { try makePipe(holding: "m\(index)-\($0)") }
-                        messages.append((.request(ControlRequest(method: "readFds", id: .number(JSONNumber(index)))), fds))
+                        messages.append(
+                            (.request(ControlRequest(method: "readFds", id: .number(JSONNumber(index)))), fds))
                     }
                     try sendQueued(fd, messages, maxPerSendmsg: 1)
                 }
@@ -457,7 +528,9 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("readFds", id: "1", fds: 2) + Wire.request("echo", id: "2"))
                 }
                 let reason = "mismatched count: message declared 2 fds, 0 arrived"
-                #expect(exchange.text == Wire.fileDescriptorError(id: "1", reason: reason) + Wire.epitaph(status: -20, reason: reason))
+                #expect(
+                    exchange.text == Wire.fileDescriptorError(id: "1", reason: reason)
+                        + Wire.epitaph(status: -20, reason: reason))
                 #expect(exchange.replies.sawEndOfFile)
                 #expect(exchange.log.ends == [.failed(Epitaph(status: .badState, reason: reason))])
             }
@@ -466,8 +539,11 @@ extension FileDescriptorSuites {
         // jsonrpsee_interop: test_wire_format_round_trip, test_parse_jsonrpsee_format_request.
         @Test func wireFormatRoundTrip() async throws {
             try await expectNoFileDescriptorLeaks {
-                let params = #"{"s":"text with \"quotes\", \\ and \n","i":42,"f":-1.5e3,"b":false,"n":null,"a":[1,"two",[3]],"o":{"k":"v"},"big":12345678901234567890,"u":"é€😀"}"#
-                let exchange = try await controlExchange { fd in try sendRaw(fd, Wire.request("echo", params: params, id: "7")) }
+                let params =
+                    #"{"s":"text with \"quotes\", \\ and \n","i":42,"f":-1.5e3,"b":false,"n":null,"a":[1,"two",[3]],"o":{"k":"v"},"big":12345678901234567890,"u":"é€😀"}"#
+                let exchange = try await controlExchange { fd in
+                    try sendRaw(fd, Wire.request("echo", params: params, id: "7"))
+                }
                 #expect(exchange.text == Wire.result(params, id: "7"))
             }
         }
@@ -479,7 +555,8 @@ extension FileDescriptorSuites {
                 let exchange = try await controlExchange { fd in
                     try sendRaw(fd, Wire.notification("note", params: #"{"silent":true}"#))
                     for id in 10...12 { try sendRaw(fd, Wire.request("echo", params: "[\(id)]", id: "\(id)")) }
-                    try sendRaw(fd, Wire.request("no.such.method", params: "{}", id: "3", fds: 2), fds: try makePipes(2))
+                    try sendRaw(
+                        fd, Wire.request("no.such.method", params: "{}", id: "3", fds: 2), fds: try makePipes(2))
                     try sendRaw(fd, Wire.request("echo", params: #""string id""#, id: #""abc-1""#))
                     try sendRaw(fd, Wire.request("echo", params: #""null id""#, id: "null"))
                     try sendRaw(fd, Wire.request("echo", id: "12345678901234567890"))
@@ -487,16 +564,23 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("echo", params: #"[1,"two",{"three":3}]"#, id: "22"))
                     try sendRaw(fd, Wire.request("stats", id: "23"))
                 }
-                #expect(exchange.text == [
-                    Wire.result("[10]", id: "10"), Wire.result("[11]", id: "11"), Wire.result("[12]", id: "12"),
-                    Wire.methodNotFound(id: "3"),
-                    Wire.result(#""string id""#, id: #""abc-1""#), Wire.result(#""null id""#, id: "null"),
-                    Wire.result("null", id: "12345678901234567890"), Wire.result("null", id: "21"),
-                    Wire.result(#"[1,"two",{"three":3}]"#, id: "22"),
-                    Wire.result(Wire.stats(requests: 10, notifications: 1, notificationFds: 0), id: "23"),
-                ].joined())
-                #expect(exchange.log.seen[4].texts == ["fd-0", "fd-1"])  // the unknown method's fds arrived (then closed)
-                #expect(exchange.log.seen[7].message == .request(ControlRequest(method: "echo", params: nil, id: .number(JSONNumber(text: "12345678901234567890")!))))
+                #expect(
+                    exchange.text
+                        == [
+                            Wire.result("[10]", id: "10"), Wire.result("[11]", id: "11"), Wire.result("[12]", id: "12"),
+                            Wire.methodNotFound(id: "3"),
+                            Wire.result(#""string id""#, id: #""abc-1""#), Wire.result(#""null id""#, id: "null"),
+                            Wire.result("null", id: "12345678901234567890"), Wire.result("null", id: "21"),
+                            Wire.result(#"[1,"two",{"three":3}]"#, id: "22"),
+                            Wire.result(Wire.stats(requests: 10, notifications: 1, notificationFds: 0), id: "23"),
+                        ].joined())
+                // the unknown method's fds arrived (then closed)
+                #expect(exchange.log.seen[4].texts == ["fd-0", "fd-1"])
+                #expect(
+                    exchange.log.seen[7].message
+                        == .request(
+                            ControlRequest(
+                                method: "echo", params: nil, id: .number(JSONNumber(text: "12345678901234567890")!))))
                 #expect(exchange.log.seen[8].message == .request(ControlRequest(method: "echo", params: .null, id: 21)))
                 #expect(paramsTexts(exchange.log)[9] == #"[1,"two",{"three":3}]"#)
             }
@@ -510,14 +594,17 @@ extension FileDescriptorSuites {
         // on the second byte of the 4-byte sequence.
         @Test func byteByByteWithSplitUTF8() async throws {
             try await expectNoFileDescriptorLeaks {
-                let text = #"{"jsonrpc":"2.0","method":"readFds","params":{"2":"é","3":"€","4":"😀","mix":"aé€😀z"},"id":7,"fds":1}"#
+                let text =
+                    #"{"jsonrpc":"2.0","method":"readFds","params":{"2":"é","3":"€","4":"😀","mix":"aé€😀z"},"id":7,"fds":1}"#
                 let fdIndex = Array(text.utf8).firstIndex(of: 0xF0)! + 1
                 let outcome = try await onDedicatedThread { () throws -> (Int, ServerLog, String) in
                     let server = try DriverHarness()
                     let bytes = Array(text.utf8)
                     var early = 0
                     for (index, byte) in bytes.enumerated() {
-                        try sendRaw(server.clientFD, [byte], fds: index == fdIndex ? [try makeMemfd(holding: "mid-character")] : [])
+                        try sendRaw(
+                            server.clientFD, [byte],
+                            fds: index == fdIndex ? [try makeMemfd(holding: "mid-character")] : [])
                         server.step(timeout: .seconds(2))
                         if index < bytes.count - 1 { early += server.snapshot().seen.count }
                     }
@@ -529,8 +616,12 @@ extension FileDescriptorSuites {
                 }
                 let (early, log, replies) = outcome
                 #expect(early == 0, "a message was dispatched before its last byte")
-                #expect(log.seen.map(\.message) == [.request(ControlRequest(
-                    method: "readFds", params: ["2": "é", "3": "€", "4": "😀", "mix": "aé€😀z"], id: 7))])
+                #expect(
+                    log.seen.map(\.message) == [
+                        .request(
+                            ControlRequest(
+                                method: "readFds", params: ["2": "é", "3": "€", "4": "😀", "mix": "aé€😀z"], id: 7))
+                    ])
                 #expect(log.seen.first?.texts == ["mid-character"])
                 #expect(replies == Wire.result(Wire.readFds(["mid-character"]), id: "7"))
                 #expect(log.ends == [.peerClosed])
@@ -567,7 +658,9 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let separators = ["", " ", "\n", "\r\n", "\t", " \n\t\r "]
                 let exchange = try await controlExchange { fd in
-                    let text = (0..<300).map { Wire.request("echo", params: "\($0)", id: "\($0)") + separators[$0 % separators.count] }.joined()
+                    let text = (0..<300).map {
+                        Wire.request("echo", params: "\($0)", id: "\($0)") + separators[$0 % separators.count]
+                    }.joined()
                     try sendRaw(fd, text)
                 }
                 expectText(exchange.text, (0..<300).map { Wire.result("\($0)", id: "\($0)") }.joined())
@@ -581,13 +674,25 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let big = String(repeating: "half-close ", count: 100_000)
                 let exchange = try await controlExchange { fd in
-                    var messages: [(ControlMessage, [Int32])] = [(.request(ControlRequest(method: "echo", params: .string(big), id: 0)), [])]
-                    for id in 1...400 { messages.append((.request(ControlRequest(method: "echo", params: .number(JSONNumber(id)), id: .number(JSONNumber(id)))), [])) }
+                    var messages: [(ControlMessage, [Int32])] = [
+                        (.request(ControlRequest(method: "echo", params: .string(big), id: 0)), [])
+                    ]
+                    for id in 1...400 {
+                        messages.append(
+                            (
+                                .request(
+                                    ControlRequest(
+                                        method: "echo", params: .number(JSONNumber(id)), id: .number(JSONNumber(id)))),
+                                []
+                            ))
+                    }
                     messages.append((.request(ControlRequest(method: "readFds", id: 401)), try makePipes(3)))
                     try sendQueued(fd, messages)
                 }
-                expectText(exchange.text, Wire.result("\"\(big)\"", id: "0") + (1...400).map { Wire.result("\($0)", id: "\($0)") }.joined()
-                    + Wire.result(Wire.readFds(pipeContents(3)), id: "401"))
+                expectText(
+                    exchange.text,
+                    Wire.result("\"\(big)\"", id: "0") + (1...400).map { Wire.result("\($0)", id: "\($0)") }.joined()
+                        + Wire.result(Wire.readFds(pipeContents(3)), id: "401"))
                 #expect(exchange.replies.sawEndOfFile)
                 #expect(exchange.log.ends == [.peerClosed])
             }
@@ -601,18 +706,32 @@ extension FileDescriptorSuites {
                 let path = directory + "/s.sock"
                 let big = String(repeating: "service ", count: 100_000)
                 let text = try await onDedicatedThread { () throws -> String in
-                    let server = try ServiceServer(name: "halfclose", socketPath: path, identityPath: nil, servedProtocols: [],
-                                                   controlHandler: TestControlMethods.serviceHandler) { _ in nil }
+                    let server = try ServiceServer(
+                        name: "halfclose", socketPath: path, identityPath: nil, servedProtocols: [],
+                        controlHandler: TestControlMethods.serviceHandler
+                    ) { _ in nil }
                     defer { server.stop() }
                     let socket = try UnixSocket.connect(to: path)
-                    var messages: [(ControlMessage, [Int32])] = [(.request(ControlRequest(method: "echo", params: .string(big), id: 0)), [])]
-                    for id in 1...300 { messages.append((.request(ControlRequest(method: "echo", params: .number(JSONNumber(id)), id: .number(JSONNumber(id)))), [])) }
+                    var messages: [(ControlMessage, [Int32])] = [
+                        (.request(ControlRequest(method: "echo", params: .string(big), id: 0)), [])
+                    ]
+                    for id in 1...300 {
+                        messages.append(
+                            (
+                                .request(
+                                    ControlRequest(
+                                        method: "echo", params: .number(JSONNumber(id)), id: .number(JSONNumber(id)))),
+                                []
+                            ))
+                    }
                     try sendQueued(socket.rawValue, messages)
                     shutdown(socket.rawValue, Int32(SHUT_WR))
                     let replies = try receiveLog(from: socket.rawValue, untilEndOfFile: true, timeout: .seconds(20))
                     return String(decoding: replies.bytes, as: UTF8.self)
                 }
-                expectText(text, Wire.result("\"\(big)\"", id: "0") + (1...300).map { Wire.result("\($0)", id: "\($0)") }.joined())
+                expectText(
+                    text,
+                    Wire.result("\"\(big)\"", id: "0") + (1...300).map { Wire.result("\($0)", id: "\($0)") }.joined())
             }
         }
 
@@ -624,7 +743,8 @@ extension FileDescriptorSuites {
                     let server = try DriverHarness()
                     var seenAfterEachChunk: [Int] = []
                     let chunks: [(String, String?)] = [
-                        (" ", "before"), (#"{"jsonrpc":"2.0","method":"readFds","#, "inside"), (#""id":1,"fds":3}"#, nil), (" ", "after"),
+                        (" ", "before"), (#"{"jsonrpc":"2.0","method":"readFds","#, "inside"),
+                        (#""id":1,"fds":3}"#, nil), (" ", "after"),
                     ]
                     for (text, content) in chunks {
                         try sendRaw(server.clientFD, text, fds: try content.map { [try makePipe(holding: $0)] } ?? [])
@@ -651,7 +771,9 @@ extension FileDescriptorSuites {
                     for index in 0..<3 { try sendRaw(fd, " ", fds: [try makePipe(holding: "c\(index)")]) }
                     try sendRaw(fd, Wire.request("echo", id: "2"))
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["c0", "c1", "c2"]), id: "1") + Wire.result("null", id: "2"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["c0", "c1", "c2"]), id: "1")
+                        + Wire.result("null", id: "2"))
             }
         }
 
@@ -661,13 +783,17 @@ extension FileDescriptorSuites {
             try await expectNoFileDescriptorLeaks {
                 let limitAfter = LimitBox()
                 let exchange = try await controlExchange { fd in
-                    limitAfter.value = try sendQueued(fd, [
-                        (.request(ControlRequest(method: "readFds", id: 1)), try makePipes(600)),
-                        (.request(ControlRequest(method: "echo", params: "next", id: 2)), []),
-                    ])
+                    limitAfter.value = try sendQueued(
+                        fd,
+                        [
+                            (.request(ControlRequest(method: "readFds", id: 1)), try makePipes(600)),
+                            (.request(ControlRequest(method: "echo", params: "next", id: 2)), []),
+                        ])
                 }
                 #expect(limitAfter.value == 250, "the batch was not halved")
-                expectText(exchange.text, Wire.result(Wire.readFds(pipeContents(600)), id: "1") + Wire.result(#""next""#, id: "2"))
+                expectText(
+                    exchange.text,
+                    Wire.result(Wire.readFds(pipeContents(600)), id: "1") + Wire.result(#""next""#, id: "2"))
                 #expect(exchange.log.seen.first?.texts == pipeContents(600))
             }
         }
@@ -681,8 +807,10 @@ extension FileDescriptorSuites {
                     let server = try DriverHarness()
                     server.start()
                     defer { server.finish(timeout: .seconds(2)) }
-                    try sendRaw(server.clientFD, Wire.request("createFds", params: #"{"count":600,"prefix":"x"}"#, id: "2"))
-                    let replies = try receiveLog(from: server.clientFD, byteCount: reply.utf8.count + 2, fdCount: 600, timeout: .seconds(20))
+                    try sendRaw(
+                        server.clientFD, Wire.request("createFds", params: #"{"count":600,"prefix":"x"}"#, id: "2"))
+                    let replies = try receiveLog(
+                        from: server.clientFD, byteCount: reply.utf8.count + 2, fdCount: 600, timeout: .seconds(20))
                     return (replies, server.finish())
                 }
                 #expect(String(decoding: replies.bytes, as: UTF8.self) == reply + "  ")
@@ -700,11 +828,15 @@ extension FileDescriptorSuites {
                 let outcome = try await onDedicatedThread { () throws -> ([Int], ServerLog) in
                     let server = try DriverHarness()
                     var seen: [Int] = []
-                    try sendRaw(server.clientFD, Wire.request("readFds", id: "1", fds: 2) + "\n", fds: [try makePipe(holding: "one")])
+                    try sendRaw(
+                        server.clientFD, Wire.request("readFds", id: "1", fds: 2) + "\n",
+                        fds: [try makePipe(holding: "one")])
                     server.run(until: { _ in false }, timeout: .milliseconds(50))
                     seen.append(server.snapshot().seen.count)
                     try sendRaw(server.clientFD, "\t", fds: [try makePipe(holding: "two")])
-                    try sendRaw(server.clientFD, Wire.request("readFds", id: "2", fds: 1), fds: [try makePipe(holding: "three")])
+                    try sendRaw(
+                        server.clientFD, Wire.request("readFds", id: "2", fds: 1), fds: [try makePipe(holding: "three")]
+                    )
                     server.run(until: { $0.seen.count == 2 }, timeout: .seconds(5))
                     seen.append(server.snapshot().seen.count)
                     return (seen, server.finish())
@@ -723,7 +855,9 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("readFds", id: "1", fds: 1))
                     try sendRaw(fd, Wire.request("readFds", id: "2"), fds: [try makePipe(holding: "meant for 2")])
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["meant for 2"]), id: "1") + Wire.result(Wire.readFds([]), id: "2"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["meant for 2"]), id: "1")
+                        + Wire.result(Wire.readFds([]), id: "2"))
             }
         }
 
@@ -733,11 +867,15 @@ extension FileDescriptorSuites {
         func nonWhitespaceWhileWaitingIsAMismatchedCount(stray: String) async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange(halfClose: false) { fd in
-                    try sendRaw(fd, Wire.request("readFds", id: #""w""#, fds: 2) + " \n", fds: [try makePipe(holding: "one of two")])
+                    try sendRaw(
+                        fd, Wire.request("readFds", id: #""w""#, fds: 2) + " \n",
+                        fds: [try makePipe(holding: "one of two")])
                     try sendRaw(fd, stray)
                 }
                 let reason = "mismatched count: message declared 2 fds, 1 arrived"
-                #expect(exchange.text == Wire.fileDescriptorError(id: #""w""#, reason: reason) + Wire.epitaph(status: -20, reason: reason))
+                #expect(
+                    exchange.text == Wire.fileDescriptorError(id: #""w""#, reason: reason)
+                        + Wire.epitaph(status: -20, reason: reason))
                 #expect(exchange.replies.sawEndOfFile)
                 #expect(exchange.log.ends == [.failed(Epitaph(status: .badState, reason: reason))])
             }
@@ -773,12 +911,17 @@ extension FileDescriptorSuites {
         func invalidFdsValuesEndTheConnection(value: String, status: Int, reason: String) async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange(halfClose: false) { fd in
-                    try sendRaw(fd, #"{"jsonrpc":"2.0","method":"readFds","id":1,"fds":\#(value)}"#, fds: [try makePipe(holding: "orphan")])
+                    try sendRaw(
+                        fd, #"{"jsonrpc":"2.0","method":"readFds","id":1,"fds":\#(value)}"#,
+                        fds: [try makePipe(holding: "orphan")])
                 }
                 #expect(exchange.text == Wire.epitaph(status: status, reason: reason))
                 #expect(exchange.replies.sawEndOfFile)
                 #expect(exchange.log.seen.isEmpty)
-                #expect(exchange.log.ends == [.failed(Epitaph(status: EpitaphStatus(rawValue: Int32(status)), reason: reason))])
+                #expect(
+                    exchange.log.ends == [
+                        .failed(Epitaph(status: EpitaphStatus(rawValue: Int32(status)), reason: reason))
+                    ])
             }
         }
 
@@ -797,9 +940,11 @@ extension FileDescriptorSuites {
         // Invalid UTF-8 inside a string → epitaph INVALID_FRAME, at the first byte that
         // cannot belong to a valid sequence: a bad lead, a bad continuation, an overlong
         // form, a surrogate, a code point above U+10FFFF, a sequence cut short by the quote.
-        @Test(arguments: [
-            ([0xFF], 0), ([0xC3, 0x28], 1), ([0xC0, 0xAF], 0), ([0xED, 0xA0, 0x80], 1), ([0xF4, 0x90, 0x80, 0x80], 1), ([0xE2, 0x82], 2),
-        ] as [([UInt8], Int)])
+        @Test(
+            arguments: [
+                ([0xFF], 0), ([0xC3, 0x28], 1), ([0xC0, 0xAF], 0), ([0xED, 0xA0, 0x80], 1),
+                ([0xF4, 0x90, 0x80, 0x80], 1), ([0xE2, 0x82], 2),
+            ] as [([UInt8], Int)])
         func invalidUTF8EndsTheConnection(bad: [UInt8], at position: Int) async throws {
             try await expectNoFileDescriptorLeaks {
                 let prefix = Array(#"{"jsonrpc":"2.0","method":"echo","params":"ok "#.utf8)
@@ -819,7 +964,9 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("echo", params: "[[[1]]]", id: "1"))  // object + 3 arrays = 4
                     try sendRaw(fd, Wire.request("echo", params: "[[[[1]]]]", id: "2"))  // 5
                 }
-                #expect(exchange.text == Wire.result("[[[1]]]", id: "1") + Wire.epitaph(status: -14, reason: "nesting deeper than 4"))
+                #expect(
+                    exchange.text == Wire.result("[[[1]]]", id: "1")
+                        + Wire.epitaph(status: -14, reason: "nesting deeper than 4"))
                 #expect(exchange.log.ends == [.failed(Epitaph(status: .outOfRange, reason: "nesting deeper than 4"))])
             }
         }
@@ -842,7 +989,9 @@ extension FileDescriptorSuites {
                 let limits = MuxLimits(control: ControlLimits(maxMessageBytes: limit, maxDepth: 16))
                 func message(bytes: Int, id: Int) -> String {
                     let empty = Wire.request("echo", params: #""""#, id: "\(id)")
-                    return Wire.request("echo", params: "\"" + String(repeating: "s", count: bytes - empty.utf8.count) + "\"", id: "\(id)")
+                    return Wire.request(
+                        "echo", params: "\"" + String(repeating: "s", count: bytes - empty.utf8.count) + "\"",
+                        id: "\(id)")
                 }
                 let fits = message(bytes: limit, id: 1)
                 let tooBig = message(bytes: limit + 1, id: 2)
@@ -851,8 +1000,11 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, fits)
                     try sendRaw(fd, tooBig)
                 }
-                let echoed = String(fits.dropFirst(#"{"jsonrpc":"2.0","method":"echo","params":"#.count).dropLast(#","id":1}"#.count))
-                #expect(exchange.text == Wire.result(echoed, id: "1") + Wire.epitaph(status: -14, reason: "message larger than 256 bytes"))
+                let echoed = String(
+                    fits.dropFirst(#"{"jsonrpc":"2.0","method":"echo","params":"#.count).dropLast(#","id":1}"#.count))
+                #expect(
+                    exchange.text == Wire.result(echoed, id: "1")
+                        + Wire.epitaph(status: -14, reason: "message larger than 256 bytes"))
                 #expect(exchange.log.seen.count == 1)
             }
         }
@@ -866,8 +1018,10 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, Wire.request("readFds", id: "2", fds: 2))
                     try sendRaw(fd, Wire.request("echo", params: #""no fds declared""#, id: "3"), fds: try makePipes(2))
                 }
-                #expect(exchange.text == Wire.result(Wire.readFds(["fd-0"]), id: "1") + Wire.result(Wire.readFds(["fd-1", "fd-2"]), id: "2")
-                    + Wire.result(#""no fds declared""#, id: "3"))
+                #expect(
+                    exchange.text == Wire.result(Wire.readFds(["fd-0"]), id: "1")
+                        + Wire.result(Wire.readFds(["fd-1", "fd-2"]), id: "2")
+                        + Wire.result(#""no fds declared""#, id: "3"))
                 #expect(exchange.log.ends == [.peerClosed])
             }
         }
@@ -912,9 +1066,11 @@ extension FileDescriptorSuites {
                     try sendRaw(fd, #"{"jsonrpc":"1.0","method":"echo","id":5,"fds":1}"#, fds: try makePipes(1))
                     try sendRaw(fd, Wire.request("echo", params: "6", id: "6"))
                 }
-                #expect(exchange.text == Wire.error(code: -32600, message: "Invalid Request",
-                                                    data: Wire.quoted(#""jsonrpc" is "1.0", not "2.0""#), id: "5")
-                    + Wire.result("6", id: "6"))
+                #expect(
+                    exchange.text == Wire.error(
+                        code: -32600, message: "Invalid Request",
+                        data: Wire.quoted(#""jsonrpc" is "1.0", not "2.0""#), id: "5")
+                        + Wire.result("6", id: "6"))
                 #expect(exchange.log.seen.count == 1)
             }
         }
@@ -923,7 +1079,8 @@ extension FileDescriptorSuites {
         @Test func duplicateFdsMembersLastWins() async throws {
             try await expectNoFileDescriptorLeaks {
                 let exchange = try await controlExchange { fd in
-                    try sendRaw(fd, #"{"jsonrpc":"2.0","method":"readFds","fds":1,"id":1,"fds":2}"#, fds: try makePipes(2))
+                    try sendRaw(
+                        fd, #"{"jsonrpc":"2.0","method":"readFds","fds":1,"id":1,"fds":2}"#, fds: try makePipes(2))
                 }
                 #expect(exchange.text == Wire.result(Wire.readFds(["fd-0", "fd-1"]), id: "1"))
             }
@@ -944,20 +1101,30 @@ extension FileDescriptorSuites {
                 }
                 let (outcome, log) = try await onDedicatedThread {
                     try withControlClient { client in
-                        let read = try client.call("readFds", fileDescriptors: queue(owning: try makePipes(600)), timeout: .seconds(20))
-                        let created = try client.call("createFds", params: ["count": 600, "prefix": "cc-"], timeout: .seconds(20))
+                        let read = try client.call(
+                            "readFds", fileDescriptors: queue(owning: try makePipes(600)), timeout: .seconds(20))
+                        let created = try client.call(
+                            "createFds", params: ["count": 600, "prefix": "cc-"], timeout: .seconds(20))
                         let contents = drainContents(created.takeFileDescriptors())
                         try client.notify("note", fileDescriptors: queue(owning: try makePipes(3)))
                         let stats = try client.call("stats")
-                        return Outcome(read: read.response, created: created.response, createdContents: contents, stats: stats.response)
+                        return Outcome(
+                            read: read.response, created: created.response, createdContents: contents,
+                            stats: stats.response)
                     }
                 }
-                #expect(outcome.read == ControlResponse(id: 1, result: [
-                    "count": 600, "contents": .array(pipeContents(600).map { .string($0) }),
-                ]))
+                #expect(
+                    outcome.read
+                        == ControlResponse(
+                            id: 1,
+                            result: [
+                                "count": 600, "contents": .array(pipeContents(600).map { .string($0) }),
+                            ]))
                 #expect(outcome.created == ControlResponse(id: 2, result: ["count": 600]))
                 #expect(outcome.createdContents == (0..<600).map { "cc-\($0)" })
-                #expect(outcome.stats == ControlResponse(id: 3, result: ["requests": 3, "notifications": 1, "notificationFds": 3]))
+                #expect(
+                    outcome.stats
+                        == ControlResponse(id: 3, result: ["requests": 3, "notifications": 1, "notificationFds": 3]))
                 #expect(log.fdCounts == [600, 0, 3, 0])
                 #expect(log.ends == [.peerClosed])
             }
@@ -973,7 +1140,9 @@ extension FileDescriptorSuites {
                 let listener = try UnixSocket.bindListener(path: path, serviceName: "raw").release()
                 defer { close(listener); unlink(path) }
                 async let served = onDedicatedThread { () throws -> (ControlMessage?, [Int], Bool) in
-                    guard try SocketIO.waitUntilReadable(listener, timeout: .seconds(10)) else { throw EndpointMuxError.timedOut(operation: "accept") }
+                    guard try SocketIO.waitUntilReadable(listener, timeout: .seconds(10)) else {
+                        throw EndpointMuxError.timedOut(operation: "accept")
+                    }
                     let connection = accept(listener, nil, nil)
                     guard connection >= 0 else { throw FixtureError(operation: "accept", errno: errno) }
                     defer { close(connection) }
@@ -981,7 +1150,8 @@ extension FileDescriptorSuites {
                     let request = try reader.next(from: connection)
                     var outbound = OutboundQueue(maxFileDescriptorsPerSendmsg: 1)
                     let fds = try (0..<5).map { try makeMemfd(holding: "r\($0)") }
-                    let reply = ControlMessage.response(ControlResponse(id: request?.message.id ?? .null, result: "five"))
+                    let reply = ControlMessage.response(
+                        ControlResponse(id: request?.message.id ?? .null, result: "five"))
                     outbound.enqueue(reply.encoded(fileDescriptorCount: 5), fileDescriptors: queue(owning: fds))
                     try outbound.flushBlocking(to: connection, deadline: .now + .seconds(10))
                     let end = try reader.next(from: connection)  // the client closes
@@ -1007,13 +1177,18 @@ extension FileDescriptorSuites {
                 let reason = "mismatched count: message declared 3 fds, 1 arrived"
                 let (outcome, log) = try await onDedicatedThread {
                     try withControlClient { client -> (ControlResponse, EndpointMuxError?, EndpointMuxError?) in
-                        try sendRaw(client.fileDescriptor, Wire.request("readFds", id: "9", fds: 3), fds: try makePipes(1))
+                        try sendRaw(
+                            client.fileDescriptor, Wire.request("readFds", id: "9", fds: 3), fds: try makePipes(1))
                         try sendRaw(client.fileDescriptor, "?")
                         let answer = try client.waitForResponse(9, deadline: .now + .seconds(10))
                         var epitaph: EndpointMuxError?
-                        do throws(EndpointMuxError) { _ = try client.waitForResponse(10, deadline: .now + .seconds(10)) } catch { epitaph = error }
+                        do throws(EndpointMuxError) {
+                            _ = try client.waitForResponse(10, deadline: .now + .seconds(10))
+                        } catch { epitaph = error }
                         var after: EndpointMuxError?
-                        do throws(EndpointMuxError) { _ = try client.waitForResponse(11, deadline: .now + .seconds(10)) } catch { after = error }
+                        do throws(EndpointMuxError) {
+                            _ = try client.waitForResponse(11, deadline: .now + .seconds(10))
+                        } catch { after = error }
                         return (answer.response, epitaph, after)
                     }
                 }
@@ -1033,8 +1208,9 @@ extension FileDescriptorSuites {
                         let small = try client.call("echo", params: "small")
                         var failure: EndpointMuxError?
                         do {
-                            _ = try client.call("echo", params: .string(String(repeating: "big ", count: 64)),
-                                                fileDescriptors: queue(owning: try makePipes(2)))
+                            _ = try client.call(
+                                "echo", params: .string(String(repeating: "big ", count: 64)),
+                                fileDescriptors: queue(owning: try makePipes(2)))
                         } catch let error as EndpointMuxError { failure = error }
                         return (small.response, failure)
                     }
@@ -1057,11 +1233,12 @@ extension FileDescriptorSuites {
                         ]
                     }
                 }
-                #expect(outcome == [
-                    ControlResponse(id: 1, error: .methodNotFound()),
-                    ControlResponse(id: 2, result: .null),
-                    ControlResponse(id: 3, result: [1, "two"]),
-                ])
+                #expect(
+                    outcome == [
+                        ControlResponse(id: 1, error: .methodNotFound()),
+                        ControlResponse(id: 2, result: .null),
+                        ControlResponse(id: 3, result: [1, "two"]),
+                    ])
                 #expect(log.fdCounts == [2, 0, 0])
             }
         }
@@ -1078,10 +1255,13 @@ extension FileDescriptorSuites {
                     let server = try DriverHarness()
                     server.start()
                     defer { server.finish(timeout: .seconds(2)) }
-                    try sendRaw(server.clientFD, Wire.request("createFds", params: #"{"count":600,"prefix":"t"}"#, id: "1"))
+                    try sendRaw(
+                        server.clientFD, Wire.request("createFds", params: #"{"count":600,"prefix":"t"}"#, id: "1"))
                     let reader = ControlReader(maxFileDescriptors: 100)
                     var failure: EndpointMuxError?
-                    do { _ = try reader.next(from: server.clientFD) } catch let error as EndpointMuxError { failure = error }
+                    do { _ = try reader.next(from: server.clientFD) } catch let error as EndpointMuxError {
+                        failure = error
+                    }
                     shutdown(server.clientFD, Int32(SHUT_RDWR))
                     return (failure, server.finish())
                 }
@@ -1125,12 +1305,18 @@ extension FileDescriptorSuites {
                 let directory = try makeTemporaryDirectory()
                 defer { rmdir(directory) }
                 let path = directory + "/s.sock"
-                let (child, after, afterContents) = try await onDedicatedThread { () throws -> (ChildOutcome, ControlResponse, [String]) in
-                    let server = try ServiceServer(name: "ctrunc", socketPath: path, identityPath: nil, servedProtocols: [],
-                                                   controlHandler: TestControlMethods.serviceHandler) { _ in nil }
+                let (child, after, afterContents) = try await onDedicatedThread {
+                    () throws -> (ChildOutcome, ControlResponse, [String]) in
+                    let server = try ServiceServer(
+                        name: "ctrunc", socketPath: path, identityPath: nil, servedProtocols: [],
+                        controlHandler: TestControlMethods.serviceHandler
+                    ) { _ in nil }
                     defer { server.stop() }
-                    let command = [muxctl, "control", "--socket", path, "createFds", "--params", #"{"count":600,"prefix":"x"}"#]
-                    let argv = FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")
+                    let command = [
+                        muxctl, "control", "--socket", path, "createFds", "--params", #"{"count":600,"prefix":"x"}"#,
+                    ]
+                    let argv =
+                        FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")
                         ? ["/usr/bin/prlimit", "--nofile=64:64"] + command
                         : ["/bin/sh", "-c", #"ulimit -n 64 && exec "$0" "$@""#] + command
                     let child = try runChild(argv, timeout: .seconds(30))
@@ -1140,10 +1326,14 @@ extension FileDescriptorSuites {
                 }
                 #expect(!child.timedOut)
                 #expect(child.signal == nil, "muxctl died of signal \(child.signal ?? 0): \(child.stderr)")
-                #expect(child.exitCode == 1, "exit \(String(describing: child.exitCode)): \(child.stdout) \(child.stderr)")
+                #expect(
+                    child.exitCode == 1, "exit \(String(describing: child.exitCode)): \(child.stdout) \(child.stderr)")
                 #expect(child.stdout.isEmpty)
-                #expect(child.stderr.hasPrefix("muxctl control: recvmsg control data truncated (MSG_CTRUNC): file descriptors were dropped; the "),
-                        "\(child.stderr)")
+                #expect(
+                    child.stderr.hasPrefix(
+                        "muxctl control: recvmsg control data truncated (MSG_CTRUNC): file descriptors were dropped; the "
+                    ),
+                    "\(child.stderr)")
                 #expect(after == ControlResponse(id: 1, result: ["count": 3]))
                 #expect(afterContents == ["ok0", "ok1", "ok2"])
             }
@@ -1153,7 +1343,8 @@ extension FileDescriptorSuites {
 
 /// Runs `body` with a ``ControlClient`` connected to a started ``DriverHarness``, releases
 /// the client (the server then reads EOF), and returns the result with the server's log.
-func withControlClient<T>(limits: MuxLimits = MuxLimits(), _ body: (ControlClient) throws -> T) throws -> (T, ServerLog) {
+func withControlClient<T>(limits: MuxLimits = MuxLimits(), _ body: (ControlClient) throws -> T) throws -> (T, ServerLog)
+{
     let server: DriverHarness
     let result: Result<T, any Error>
     do {
@@ -1186,7 +1377,8 @@ func withLoweredDescriptorLimit<R>(room: Int, _ body: () throws -> R) throws -> 
     guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original) == 0 else {
         throw FixtureError(operation: "getrlimit", errno: errno)
     }
-    let numbers = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
+    let numbers =
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
     let highest = numbers.max() ?? 2
     var fillers: [Int32] = []
     defer { fillers.forEach { close($0) } }

@@ -22,7 +22,11 @@ extension FileDescriptorSuites {
                     var queue = OutboundQueue()
                     queue.enqueue(message, fileDescriptors: FileDescriptorQueue.owning(try makePipes(fdCount)))
                     let queued = OutboundState(queue)
-                    #expect(queued == OutboundState(pendingBytes: message.count, pendingFileDescriptors: fdCount, isEmpty: false, limit: 500))
+                    #expect(
+                        queued
+                            == OutboundState(
+                                pendingBytes: message.count, pendingFileDescriptors: fdCount, isEmpty: false, limit: 500
+                            ))
                     try queue.flushBlocking(to: sender, deadline: .now + .seconds(30))
                     let flushed = OutboundState(queue)
                     #expect(flushed.isEmpty && flushed.pendingBytes == 0 && flushed.pendingFileDescriptors == 0)
@@ -49,7 +53,11 @@ extension FileDescriptorSuites {
                 let outcome = try queue.flush(to: a)
                 #expect(outcome == .flushed)
                 let log = try receiveLog(from: b, byteCount: 5, fdCount: 4)
-                #expect(log.calls == [.init(bytes: 2, fds: 1), .init(bytes: 1, fds: 1), .init(bytes: 1, fds: 1), .init(bytes: 1, fds: 1)])
+                #expect(
+                    log.calls == [
+                        .init(bytes: 2, fds: 1), .init(bytes: 1, fds: 1), .init(bytes: 1, fds: 1),
+                        .init(bytes: 1, fds: 1),
+                    ])
                 #expect(log.bytes == Array("{}   ".utf8))
                 #expect(log.contents == pipeContents(4))
                 try expectNothingMore(on: b)
@@ -153,7 +161,9 @@ extension FileDescriptorSuites {
                 #expect(throws: EndpointMuxError.system(operation: "sendmsg", errno: EPIPE)) {
                     _ = try queue.flush(to: a)
                 }
-                #expect(OutboundState(queue) == OutboundState(pendingBytes: 2, pendingFileDescriptors: 3, isEmpty: false, limit: 500))
+                #expect(
+                    OutboundState(queue)
+                        == OutboundState(pendingBytes: 2, pendingFileDescriptors: 3, isEmpty: false, limit: 500))
             }  // the queue's deinit closed the three pipes
         }
 
@@ -182,7 +192,9 @@ extension FileDescriptorSuites {
             defer { try? SocketIO.setNonBlocking(fd, false) }
             var queue = FileDescriptorQueue()
             var buffer = [UInt8](repeating: 0, count: 16)
-            let outcome = try buffer.withUnsafeMutableBytes { try SocketIO.receive(from: fd, into: $0, fileDescriptors: &queue) }
+            let outcome = try buffer.withUnsafeMutableBytes {
+                try SocketIO.receive(from: fd, into: $0, fileDescriptors: &queue)
+            }
             #expect(outcome == .wouldBlock)
         }
     }

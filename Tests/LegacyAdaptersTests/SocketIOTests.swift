@@ -50,7 +50,11 @@ extension FileDescriptorSuites {
                 try sendOnce(a, "\n", closing: [fds[3]])  // after it
                 let log = try receiveLog(from: b, byteCount: 9, fdCount: 4, timeout: .seconds(5))
                 #expect(String(decoding: log.bytes, as: UTF8.self) == " {\"a\":1}\n")
-                #expect(log.calls == [.init(bytes: 1, fds: 1), .init(bytes: 5, fds: 1), .init(bytes: 2, fds: 1), .init(bytes: 1, fds: 1)])
+                #expect(
+                    log.calls == [
+                        .init(bytes: 1, fds: 1), .init(bytes: 5, fds: 1), .init(bytes: 2, fds: 1),
+                        .init(bytes: 1, fds: 1),
+                    ])
                 #expect(log.contents == pipeContents(4))
             }
         }
@@ -97,7 +101,9 @@ extension FileDescriptorSuites {
                 var queue = FileDescriptorQueue()
                 var buffer = [UInt8](repeating: 0, count: 16)
                 #expect(throws: EndpointMuxError.controlTruncated(received: 0)) {
-                    _ = try buffer.withUnsafeMutableBytes { try receiver.receive(from: b, into: $0, fileDescriptors: &queue) }
+                    _ = try buffer.withUnsafeMutableBytes {
+                        try receiver.receive(from: b, into: $0, fileDescriptors: &queue)
+                    }
                 }
                 try sendOnce(a, "y", closing: try makePipes(1))
                 #expect(throws: EndpointMuxError.controlTruncated(received: 0)) {
@@ -118,8 +124,12 @@ extension FileDescriptorSuites {
                 close(a)
                 var queue = FileDescriptorQueue()
                 var buffer = [UInt8](repeating: 0, count: 16)
-                let first = try buffer.withUnsafeMutableBytes { try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue) }
-                let second = try buffer.withUnsafeMutableBytes { try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue) }
+                let first = try buffer.withUnsafeMutableBytes {
+                    try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue)
+                }
+                let second = try buffer.withUnsafeMutableBytes {
+                    try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue)
+                }
                 #expect(first == .received(byteCount: 3))
                 #expect(second == .endOfFile)
                 let count = queue.count
@@ -135,7 +145,9 @@ extension FileDescriptorSuites {
                 #expect(fcntl(b, F_GETFL) & O_NONBLOCK != 0)
                 var queue = FileDescriptorQueue()
                 var buffer = [UInt8](repeating: 0, count: 16)
-                let outcome = try buffer.withUnsafeMutableBytes { try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue) }
+                let outcome = try buffer.withUnsafeMutableBytes {
+                    try SocketIO.receive(from: b, into: $0, fileDescriptors: &queue)
+                }
                 #expect(outcome == .wouldBlock)
                 try SocketIO.setNonBlocking(b, false)
                 #expect(fcntl(b, F_GETFL) & O_NONBLOCK == 0)
@@ -148,12 +160,15 @@ extension FileDescriptorSuites {
                 defer { close(a); close(b) }
                 var queue = FileDescriptorQueue()
                 #expect(throws: EndpointMuxError.invalidArgument("receive buffer is empty")) {
-                    _ = try SocketIO.receive(from: b, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileDescriptors: &queue)
+                    _ = try SocketIO.receive(
+                        from: b, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileDescriptors: &queue)
                 }
                 #expect(throws: EndpointMuxError.self) {
-                    _ = try SocketIO.send(to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [0])
+                    _ = try SocketIO.send(
+                        to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [0])
                 }
-                let nothing = try SocketIO.send(to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [])
+                let nothing = try SocketIO.send(
+                    to: a, bytes: UnsafeRawBufferPointer(start: nil, count: 0), fileDescriptors: [])
                 #expect(nothing == 0)
             }
         }

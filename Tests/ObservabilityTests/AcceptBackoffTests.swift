@@ -14,12 +14,17 @@ import Testing
         let capture = LogCapture()
         let name = "obs-emfile-\(UInt32.random(in: 0...UInt32.max))"
         let path = temporarySocketPath("emfile")
-        let server = try ServiceServer(name: name, socketPath: path, identityPath: nil, servedProtocols: [0x7A63],
-                                       logger: capture.logger()) { $0.payload }
+        let server = try ServiceServer(
+            name: name, socketPath: path, identityPath: nil, servedProtocols: [0x7A63],
+            logger: capture.logger()
+        ) { $0.payload }
         defer { server.stop() }
         let service = [("service", name)]
-        let refused = { metrics.counterTotal(label: "endpointmux_accepts_refused_total",
-                                             dimensions: service + [("reason", "out_of_resources")]) }
+        let refused = {
+            metrics.counterTotal(
+                label: "endpointmux_accepts_refused_total",
+                dimensions: service + [("reason", "out_of_resources")])
+        }
 
         try await Task.sleep(for: .milliseconds(1))  // the runtime's timer machinery exists before the window
         // No fd left for accept(2): the soft limit at the lowest free fd number.

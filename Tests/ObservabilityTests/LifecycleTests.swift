@@ -19,10 +19,13 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func gracefulShutdownSendsUnavailableAndReturnsWithinTheDrain() async throws {
         let path = temporarySocketPath("lifecycle")
-        let server = try ServiceServer(name: "obs-lifecycle", socketPath: path, identityPath: nil,
-                                       servedProtocols: [0x7A63]) { $0.payload }
-        let group = ServiceGroup(services: [ServiceServerService(server, drainTimeout: .milliseconds(300))],
-                                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let server = try ServiceServer(
+            name: "obs-lifecycle", socketPath: path, identityPath: nil,
+            servedProtocols: [0x7A63]
+        ) { $0.payload }
+        let group = ServiceGroup(
+            services: [ServiceServerService(server, drainTimeout: .milliseconds(300))],
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let running = Task { try await group.run() }
         let clients = try (0..<3).map { _ in try servedClient(path) }
         let start = ContinuousClock.now
@@ -40,8 +43,10 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func cancellationAlsoStopsTheServer() async throws {
         let path = temporarySocketPath("lifecycle-cancel")
-        let server = try ServiceServer(name: "obs-lifecycle-cancel", socketPath: path, identityPath: nil,
-                                       servedProtocols: [0x7A63]) { $0.payload }
+        let server = try ServiceServer(
+            name: "obs-lifecycle-cancel", socketPath: path, identityPath: nil,
+            servedProtocols: [0x7A63]
+        ) { $0.payload }
         let service = ServiceServerService(server, drainTimeout: .milliseconds(300))
         let running = Task { try await service.run() }
         let client = try servedClient(path)
@@ -57,9 +62,11 @@ import Testing
     func theBrokerServiceStopsOnGracefulShutdown() async throws {
         let path = temporarySocketPath("lifecycle-broker")
         let capture = LogCapture()
-        let broker = try BrokerServer(name: "obs-broker", socketPath: path, policy: BrokerPolicy(), logger: capture.logger())
-        let group = ServiceGroup(services: [BrokerServerService(broker, drainTimeout: .milliseconds(300))],
-                                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let broker = try BrokerServer(
+            name: "obs-broker", socketPath: path, policy: BrokerPolicy(), logger: capture.logger())
+        let group = ServiceGroup(
+            services: [BrokerServerService(broker, drainTimeout: .milliseconds(300))],
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let running = Task { try await group.run() }
         let client = try RawClient(path: path)
         client.write(try ProbeRequest.random().frame.encoded())

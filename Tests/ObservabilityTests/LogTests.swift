@@ -10,8 +10,10 @@ import Testing
     func aFailedConnectionLogsItsEpitaph() async throws {
         let capture = LogCapture()
         let path = temporarySocketPath("log")
-        let server = try ServiceServer(name: "obs-log", socketPath: path, identityPath: nil, servedProtocols: [0x7A63],
-                                       logger: capture.logger()) { frame in frame.payload }
+        let server = try ServiceServer(
+            name: "obs-log", socketPath: path, identityPath: nil, servedProtocols: [0x7A63],
+            logger: capture.logger()
+        ) { frame in frame.payload }
         defer { server.stop() }
         let client = try RawClient(path: path)
         client.write(Array("GARBAGE\n".utf8))
@@ -36,8 +38,10 @@ import Testing
         var ends: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends) == 0)
         defer { close(ends[0]); close(ends[1]) }
-        let identity = try DaemonIdentity.current(endpoint: IPCEndpoint(namespaceID: "obs-nolog", path: "/tmp/none.sock"))
-        let driver = ConnectionDriver(borrowing: ends[0], mux: EndpointMux(identity: identity, servedProtocols: [0x7A63]))
+        let identity = try DaemonIdentity.current(
+            endpoint: IPCEndpoint(namespaceID: "obs-nolog", path: "/tmp/none.sock"))
+        let driver = ConnectionDriver(
+            borrowing: ends[0], mux: EndpointMux(identity: identity, servedProtocols: [0x7A63]))
         let probe = try ProbeRequest.random().frame.encoded()
         _ = probe.withUnsafeBytes { send(ends[1], $0.baseAddress, $0.count, 0) }
         _ = driver.handle(revents: Int16(POLLIN))

@@ -21,8 +21,9 @@ import Testing
             controlHandler: { received, _ in
                 guard case let .request(request) = received.message else { return nil }
                 // Echoes the fds it was passed.
-                return OutgoingControlMessage(replyingTo: request, result: .number(JSONNumber(received.fileDescriptorCount)),
-                                              fileDescriptors: received.takeFileDescriptors())
+                return OutgoingControlMessage(
+                    replyingTo: request, result: .number(JSONNumber(received.fileDescriptorCount)),
+                    fileDescriptors: received.takeFileDescriptors())
             }
         ) { frame in frame.payload }
         defer { server.stop() }
@@ -33,8 +34,10 @@ import Testing
             var bytes: [UInt8] = []
             for _ in 0..<2 { bytes += try ProbeRequest.random().frame.encoded() }
             for id in 1...3 {
-                bytes += try Frame(kind: .request, payloadProtocol: Self.lane, payload: Array("x\(id)".utf8),
-                                   requestID: UInt64(id)).encoded()
+                bytes += try Frame(
+                    kind: .request, payloadProtocol: Self.lane, payload: Array("x\(id)".utf8),
+                    requestID: UInt64(id)
+                ).encoded()
             }
             client.write(bytes)
             var answers: [Frame] = []
@@ -89,7 +92,10 @@ import Testing
 
         // Stopping: a connected client gets UNAVAILABLE (counted), a later one is refused.
         let last = try RawClient(path: path)
-        #expect(await eventually { metrics.meters(label: "endpointmux_connections_open", dimensions: service).first?.lastValue == 1 })
+        #expect(
+            await eventually {
+                metrics.meters(label: "endpointmux_connections_open", dimensions: service).first?.lastValue == 1
+            })
         await server.shutdown(drainTimeout: .milliseconds(500))
         #expect(last.readFrame().flatMap { Epitaph(v1Frame: $0) }?.status == .unavailable)
         #expect(total("endpointmux_epitaphs_sent_total", [("status", "UNAVAILABLE")]) == 1)

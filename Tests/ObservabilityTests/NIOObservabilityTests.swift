@@ -22,7 +22,8 @@ import Testing
         let server = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(EndpointMuxHandler(mux: mux, configuration: configuration))
+                    try channel.pipeline.syncOperations.addHandler(
+                        EndpointMuxHandler(mux: mux, configuration: configuration))
                 }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
@@ -37,11 +38,16 @@ import Testing
         #expect(client.readsEndOfFile())
 
         let service = [("service", name)]
-        #expect(await eventually { metrics.counterTotal(label: "endpointmux_connections_ended_total", dimensions: service) == 1 })
+        #expect(
+            await eventually {
+                metrics.counterTotal(label: "endpointmux_connections_ended_total", dimensions: service) == 1
+            })
         #expect(metrics.counterTotal(label: "endpointmux_connections_total", dimensions: service) == 1)
         #expect(metrics.counterTotal(label: "endpointmux_probes_answered_total", dimensions: service) == 1)
-        #expect(metrics.counterTotal(label: "endpointmux_epitaphs_sent_total",
-                                     dimensions: service + [("status", "INVALID_FRAME")]) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: "endpointmux_epitaphs_sent_total",
+                dimensions: service + [("status", "INVALID_FRAME")]) == 1)
         #expect(metrics.meters(label: "endpointmux_connections_open", dimensions: service).first?.lastValue == 0)
         let end = try #require(capture.all.first { $0.message.hasPrefix("connection ended") })
         #expect(end.level == .notice)

@@ -39,11 +39,17 @@ enum B3SumBaseline {
         let full = fullRuns.min() ?? 0, startup = startupRuns.min() ?? 0
         let hashing = max(1, full - startup)
         print("BENCH baseline.b3sum.16MiB \(Bench.format(hashing)) 0")
-        print("# b3sum --num-threads 1 in its own process (allocations not counted): \(Bench.format(full / 1e6)) ms CPU per run (fastest of 11), \(Bench.format(startup / 1e6)) ms of it start-up on an empty file (fastest of 11), subtracted")
+        print(
+            "# b3sum --num-threads 1 in its own process (allocations not counted): \(Bench.format(full / 1e6)) ms CPU per run (fastest of 11), \(Bench.format(startup / 1e6)) ms of it start-up on an empty file (fastest of 11), subtracted"
+        )
         print("MBPS baseline.b3sum.16MiB \(Bench.format(Double(data.count) / hashing * 1000))")
         print("MBPS blake3.16MiB.fastest \(Bench.format(Double(data.count) / oursFastest * 1000))")
-        print("RATIO blake3.16MiB \(Bench.format(hashing / oursFastest))x-throughput-of baseline.b3sum.16MiB (fastest runs of both)")
-        print("RATIO-MEDIAN blake3.16MiB \(Bench.format(hashing / ours))x-throughput-of baseline.b3sum.16MiB (median batch of ours)")
+        print(
+            "RATIO blake3.16MiB \(Bench.format(hashing / oursFastest))x-throughput-of baseline.b3sum.16MiB (fastest runs of both)"
+        )
+        print(
+            "RATIO-MEDIAN blake3.16MiB \(Bench.format(hashing / ours))x-throughput-of baseline.b3sum.16MiB (median batch of ours)"
+        )
     }
 
     private static func write(_ bytes: [UInt8], to path: String) -> Bool {
@@ -75,7 +81,8 @@ enum B3SumBaseline {
             bytes += chunk[..<n]
         }
         close(fds[0])
-        return String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).first.map(String.init)
+        return String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).first.map(
+            String.init)
     }
 
     /// Runs b3sum with stdout on `output` (closed here) and waits; nil on failure.

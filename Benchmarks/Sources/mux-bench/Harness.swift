@@ -27,8 +27,10 @@ struct Bench {
     ///   - operationsPerCall: how many operations one call of `body` performs.
     ///   - batches: measured batches; the median batch is reported.
     @discardableResult
-    static func run(_ name: String, operationsPerCall: Int = 1, minimumBatchNanoseconds: UInt64 = 20_000_000,
-                    batches: Int = 15, _ body: () -> Void) -> Double {
+    static func run(
+        _ name: String, operationsPerCall: Int = 1, minimumBatchNanoseconds: UInt64 = 20_000_000,
+        batches: Int = 15, _ body: () -> Void
+    ) -> Double {
         if !Bench.selected(name) { return 0 }
         // Warm up and size a batch to ~minimumBatchNanoseconds.
         var callsPerBatch = 1
@@ -73,8 +75,10 @@ struct Bench {
     /// `body(i)` runs one operation of case `i` (a switch: non-escaping, so captured
     /// variables need no run-time exclusivity checks).
     @discardableResult
-    static func interleaved(_ names: [String], rounds: Int = 7, batches: Int = 5, minimumBatchNanoseconds: UInt64 = 10_000_000,
-                            _ body: (Int) -> Void) -> [Double] {
+    static func interleaved(
+        _ names: [String], rounds: Int = 7, batches: Int = 5, minimumBatchNanoseconds: UInt64 = 10_000_000,
+        _ body: (Int) -> Void
+    ) -> [Double] {
         let active = names.indices.filter { selected(names[$0]) }
         var callsPerBatch = [Int](repeating: 1, count: names.count)
         for index in active {

@@ -9,12 +9,14 @@ let lane: PayloadProtocol = 0x7A63
 let identity = DaemonIdentity(
     pid: 4242, executablePath: "/usr/local/bin/benchd", executableHash: [UInt8](repeating: 0xAB, count: 32),
     bootID: "7f178b59-f577-4878-9241-3a4162f48ad9",
-    endpoint: IPCEndpoint(namespaceID: "benchd", path: "/run/user/1000/running-process/broker-v2/rp-svc-benchd-default.sock"),
+    endpoint: IPCEndpoint(
+        namespaceID: "benchd", path: "/run/user/1000/running-process/broker-v2/rp-svc-benchd-default.sock"),
     startedAtUnixMilliseconds: 1_795_286_673_302)
 let mux = EndpointMux(identity: identity, servedProtocols: [lane])
 
 func requestFrame(payloadBytes: Int, requestID: UInt64 = 42) -> [UInt8] {
-    let frame = Frame(payloadProtocol: lane, payload: [UInt8](repeating: 0x61, count: payloadBytes), requestID: requestID)
+    let frame = Frame(
+        payloadProtocol: lane, payload: [UInt8](repeating: 0x61, count: payloadBytes), requestID: requestID)
     guard let bytes = try? frame.encoded() else { fatalError("benchmark frame does not encode") }
     return bytes
 }
@@ -55,7 +57,9 @@ do {
             var offset = 0
             var frames = 0
             while offset < raw.count {
-                guard case let .payload(view, consumed)? = try? mux.poll(UnsafeRawBufferPointer(rebasing: raw[offset...])) else {
+                guard
+                    case let .payload(view, consumed)? = try? mux.poll(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                else {
                     fatalError("stream frame is not a payload verdict")
                 }
                 blackHole(view.requestID)
@@ -68,7 +72,9 @@ do {
 }
 
 do {
-    guard let probe = try? ProbeRequest(nonce: Array(0..<32)).frame.encoded() else { fatalError("probe does not encode") }
+    guard let probe = try? ProbeRequest(nonce: Array(0..<32)).frame.encoded() else {
+        fatalError("probe does not encode")
+    }
     _ = probe.withUnsafeBytes { raw in
         Bench.run("probe.answer") {
             guard case let .probeAnswered(reply, _)? = try? mux.poll(raw) else { fatalError("probe not answered") }
@@ -81,12 +87,15 @@ do {
 // the probe's bytes (what the mux can call instead of building a ProbeRequest), and
 // appended to a reused output buffer.
 do {
-    guard let probe = try? ProbeRequest(nonce: Array(0..<32)).frame.encoded() else { fatalError("probe does not encode") }
+    guard let probe = try? ProbeRequest(nonce: Array(0..<32)).frame.encoded() else {
+        fatalError("probe does not encode")
+    }
     let responder = ProbeResponder(identity: identity)
     _ = probe.withUnsafeBytes { raw in
         Bench.run("probe.answer.template") {
             guard let view = try? FrameView(parsingBodyIn: raw, range: 5..<raw.count),
-                  let reply = try? responder.answer(probe: view, in: raw) else { fatalError("probe not answered") }
+                let reply = try? responder.answer(probe: view, in: raw)
+            else { fatalError("probe not answered") }
             blackHole(reply.count)
         }
     }
@@ -96,7 +105,8 @@ do {
         Bench.run("probe.answer.into") {
             output.removeAll(keepingCapacity: true)
             guard let view = try? FrameView(parsingBodyIn: raw, range: 5..<raw.count),
-                  (try? responder.answer(probe: view, in: raw, into: &output)) != nil else { fatalError("probe not answered") }
+                (try? responder.answer(probe: view, in: raw, into: &output)) != nil
+            else { fatalError("probe not answered") }
             blackHole(output.count)
         }
     }
@@ -119,19 +129,25 @@ do {
     let cPayload = UnsafeMutablePointer<UInt8>.allocate(capacity: replyPayload.count)
     cPayload.initialize(from: replyPayload, count: replyPayload.count)
     defer { cOutput.deallocate(); cPayload.deallocate() }
-    let cCount = endpointmux_bench_c_pack_frame(cOutput, cPayload, replyPayload.count,
-                                                response.kind.rawValue, lane.rawValue, 42, "", "")
-    guard let swiftBytes = try? response.encoded(), Array(UnsafeBufferPointer(start: cOutput, count: cCount)) == swiftBytes else {
+    let cCount = endpointmux_bench_c_pack_frame(
+        cOutput, cPayload, replyPayload.count,
+        response.kind.rawValue, lane.rawValue, 42, "", "")
+    guard let swiftBytes = try? response.encoded(),
+        Array(UnsafeBufferPointer(start: cOutput, count: cCount)) == swiftBytes
+    else {
         fatalError("encoders disagree")
     }
     var output: [UInt8] = []
     output.reserveCapacity(4096)
-    let results = Bench.interleaved(["baseline.c.pack.v1.64B", "encode.v1.64B", "encode.v1.64B.into",
-                                     "respond.v1.64B", "respond.v1.64B.into"]) { index in
+    let results = Bench.interleaved([
+        "baseline.c.pack.v1.64B", "encode.v1.64B", "encode.v1.64B.into",
+        "respond.v1.64B", "respond.v1.64B.into",
+    ]) { index in
         switch index {
         case 0:
-            let n = endpointmux_bench_c_pack_frame(cOutput, cPayload, replyPayload.count,
-                                                   response.kind.rawValue, lane.rawValue, 42, "", "")
+            let n = endpointmux_bench_c_pack_frame(
+                cOutput, cPayload, replyPayload.count,
+                response.kind.rawValue, lane.rawValue, 42, "", "")
             blackHole(n)
         case 1:
             guard let bytes = try? response.encoded() else { fatalError("does not encode") }
@@ -141,11 +157,15 @@ do {
             guard (try? response.encode(into: &output)) != nil else { fatalError("does not encode") }
             blackHole(output.count)
         case 3:
-            guard let bytes = try? request.response(payload: replyPayload).encoded() else { fatalError("does not encode") }
+            guard let bytes = try? request.response(payload: replyPayload).encoded() else {
+                fatalError("does not encode")
+            }
             blackHole(bytes.count)
         default:
             output.removeAll(keepingCapacity: true)
-            guard (try? request.response(payload: replyPayload).encode(into: &output)) != nil else { fatalError("does not encode") }
+            guard (try? request.response(payload: replyPayload).encode(into: &output)) != nil else {
+                fatalError("does not encode")
+            }
             blackHole(output.count)
         }
     }
@@ -164,7 +184,8 @@ do {
     var targetArray = [UInt8](repeating: 0, count: size)
     let sourceArray = payload
     guard let source = sourceArray.withUnsafeBytes({ $0.baseAddress }),
-          let target = targetArray.withUnsafeMutableBytes({ $0.baseAddress }) else { fatalError("no storage") }
+        let target = targetArray.withUnsafeMutableBytes({ $0.baseAddress })
+    else { fatalError("no storage") }
     let frame = Frame(kind: .response, payloadProtocol: lane, payload: payload, requestID: 42)
     var output: [UInt8] = []
     output.reserveCapacity(2 * size)

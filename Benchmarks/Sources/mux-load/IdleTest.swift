@@ -19,12 +19,15 @@ enum IdleTest {
             note("mux-load: idle: RLIMIT_NOFILE is \(limit); using \(fitting) connections, not \(requested)")
         }
         let mux = try servers.muxctlServe(fresh: true)
-        let subject = try measure(mux, count: fitting, workload: Workloads.muxEcho(mux, payload: Workloads.smallPayload))
+        let subject = try measure(
+            mux, count: fitting, workload: Workloads.muxEcho(mux, payload: Workloads.smallPayload))
         mux.process.stop()
         let c = try servers.cEcho(lines: false, fresh: true)
-        let baseline = try measure(c, count: fitting, workload: Workloads.cFrameEcho(c, payload: Workloads.smallPayload))
+        let baseline = try measure(
+            c, count: fitting, workload: Workloads.cFrameEcho(c, payload: Workloads.smallPayload))
         c.process.stop()
-        var line = "IDLE connections=\(subject.opened) rss_per_connection_bytes=\(formatted(subject.residentPerConnection, decimals: 0))"
+        var line =
+            "IDLE connections=\(subject.opened) rss_per_connection_bytes=\(formatted(subject.residentPerConnection, decimals: 0))"
         line += " held=\(subject.held) echo_while_held_ms=\(formatted(subject.echoMilliseconds))"
         line += " baseline_rss_per_connection_bytes=\(formatted(baseline.residentPerConnection, decimals: 0))"
         if subject.opened < requested { line += " requested=\(requested)" }
@@ -41,7 +44,8 @@ enum IdleTest {
         close(try LoadGenerator.openVerified(workload))
         Clock.sleep(milliseconds: 200)
         guard let fdsBefore = server.process.openFileDescriptorCount(),
-              let residentBefore = server.process.residentBytes() else {
+            let residentBefore = server.process.residentBytes()
+        else {
             throw LoadError("\(server.process.label): cannot read /proc/\(server.process.pid)")
         }
         var fds: [Int32] = []
@@ -65,7 +69,9 @@ enum IdleTest {
         let acceptDeadline = Clock.now() + 30_000_000_000
         while Clock.now() < acceptDeadline {
             if let now = server.process.openFileDescriptorCount(), now >= fdsBefore + fds.count { break }
-            if server.process.hasExited { throw LoadError("\(server.process.label) exited while connections were opened") }
+            if server.process.hasExited {
+                throw LoadError("\(server.process.label) exited while connections were opened")
+            }
             Clock.sleep(milliseconds: 20)
         }
         // Still served while they are held?
@@ -82,7 +88,9 @@ enum IdleTest {
         var polled = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         _ = poll(&polled, nfds_t(polled.count), 0)
         result.held = polled.filter { $0.revents == 0 }.count
-        note("mux-load: idle \(server.process.label): \(fds.count) connections, VmRSS \(residentBefore / 1024) KiB -> \(residentAfter / 1024) KiB, server fds \(fdsBefore) -> \(server.process.openFileDescriptorCount() ?? -1)")
+        note(
+            "mux-load: idle \(server.process.label): \(fds.count) connections, VmRSS \(residentBefore / 1024) KiB -> \(residentAfter / 1024) KiB, server fds \(fdsBefore) -> \(server.process.openFileDescriptorCount() ?? -1)"
+        )
         return result
     }
 }

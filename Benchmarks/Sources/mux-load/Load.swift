@@ -20,7 +20,7 @@ enum V1 {
     static func frame(kind: UInt64, lane: UInt32, payload: [UInt8], requestID: UInt64) -> [UInt8] {
         var body: [UInt8] = []
         body.reserveCapacity(payload.count + 32)
-        body += [0x08, 0x01]                                   // envelope_version = 1
+        body += [0x08, 0x01]  // envelope_version = 1
         if kind != 0 { body.append(0x10); appendVarint(kind, to: &body) }
         if lane != 0 { body.append(0x18); appendVarint(UInt64(lane), to: &body) }
         if !payload.isEmpty {
@@ -30,7 +30,9 @@ enum V1 {
         }
         if requestID != 0 { body.append(0x28); appendVarint(requestID, to: &body) }
         let length = UInt32(body.count)
-        var frame: [UInt8] = [0x01, UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 24)]
+        var frame: [UInt8] = [
+            0x01, UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 24),
+        ]
         frame.reserveCapacity(5 + body.count)
         frame += body
         return frame
@@ -89,7 +91,9 @@ struct ReplyCounter {
                 if inBody {
                     if bodyOffset < expectedPrefix.count {
                         guard bytes[at] == expectedPrefix[bodyOffset] else {
-                            throw LoadError("unexpected reply frame (body byte \(bodyOffset) is 0x\(String(bytes[at], radix: 16)); an epitaph?)")
+                            throw LoadError(
+                                "unexpected reply frame (body byte \(bodyOffset) is 0x\(String(bytes[at], radix: 16)); an epitaph?)"
+                            )
                         }
                         bodyOffset += 1
                         at += 1
@@ -104,7 +108,9 @@ struct ReplyCounter {
                 let byte = bytes[at]
                 at += 1
                 if headerHave == 0 {
-                    guard byte == 0x01 else { throw LoadError("reply is not a v1 frame (first byte 0x\(String(byte, radix: 16)))") }
+                    guard byte == 0x01 else {
+                        throw LoadError("reply is not a v1 frame (first byte 0x\(String(byte, radix: 16)))")
+                    }
                     bodyLength = 0
                 } else {
                     bodyLength |= UInt32(byte) << (8 * UInt32(headerHave - 1))
@@ -113,7 +119,9 @@ struct ReplyCounter {
                 if headerHave == 5 {
                     headerHave = 0
                     bodyOffset = 0
-                    guard Int(bodyLength) >= expectedPrefix.count else { throw LoadError("reply frame shorter than expected (\(bodyLength) bytes)") }
+                    guard Int(bodyLength) >= expectedPrefix.count else {
+                        throw LoadError("reply frame shorter than expected (\(bodyLength) bytes)")
+                    }
                     if bodyLength == 0 { completed += 1 } else { inBody = true }
                 }
             }
@@ -163,7 +171,9 @@ enum LoadGenerator {
             try workload.probeRequest.withUnsafeBytes { try UnixSocket.writeAll(fd, $0) }
             let reply = try UnixSocket.readExactly(fd, count: workload.probeReply.count)
             guard reply == workload.probeReply else {
-                throw LoadError("\(workload.server) answered \(reply.count) bytes that differ from the expected reply: \(preview(reply)) vs \(preview(workload.probeReply))")
+                throw LoadError(
+                    "\(workload.server) answered \(reply.count) bytes that differ from the expected reply: \(preview(reply)) vs \(preview(workload.probeReply))"
+                )
             }
             return fd
         } catch {
@@ -173,7 +183,8 @@ enum LoadGenerator {
     }
 
     static func preview(_ bytes: [UInt8]) -> String {
-        bytes.prefix(48).map { b in b >= 0x20 && b < 0x7F ? String(UnicodeScalar(b)) : "\\x" + String(b, radix: 16) }.joined()
+        bytes.prefix(48).map { b in b >= 0x20 && b < 0x7F ? String(UnicodeScalar(b)) : "\\x" + String(b, radix: 16) }
+            .joined()
     }
 
     /// Closed-loop load: `connections` connections, one thread each; each thread writes a
@@ -182,8 +193,10 @@ enum LoadGenerator {
     /// (after `warmMilliseconds`, for `measureMilliseconds`) are counted. With one
     /// connection the rate is replies / time spent on counted batches (exact for serial
     /// runs such as the 16 MiB echo); with several, replies / window.
-    static func measure(_ workload: Workload, connections: Int, outstanding: Int,
-                        warmMilliseconds: Int, measureMilliseconds: Int) throws -> Measurement {
+    static func measure(
+        _ workload: Workload, connections: Int, outstanding: Int,
+        warmMilliseconds: Int, measureMilliseconds: Int
+    ) throws -> Measurement {
         var fds: [Int32] = []
         defer { fds.forEach { close($0) } }
         for _ in 0..<connections { fds.append(try openVerified(workload)) }
@@ -197,10 +210,13 @@ enum LoadGenerator {
         var startError: Error?
         for (fd, result) in zip(fds, results) {
             do {
-                threads.append(try JoinableThread {
-                    run(fd: fd, batch: batch, outstanding: outstanding, framing: workload.framing, expectedReply: workload.probeReply,
-                        warmEnd: warmEnd, measureEnd: measureEnd, result: result)
-                })
+                threads.append(
+                    try JoinableThread {
+                        run(
+                            fd: fd, batch: batch, outstanding: outstanding, framing: workload.framing,
+                            expectedReply: workload.probeReply,
+                            warmEnd: warmEnd, measureEnd: measureEnd, result: result)
+                    })
             } catch {
                 startError = error
                 break
@@ -212,8 +228,11 @@ enum LoadGenerator {
         if let failure = results.compactMap(\.error).first { throw LoadError("\(workload.server): \(failure)") }
         let measured = results.reduce(0) { $0 + $1.measuredReplies }
         let total = results.reduce(0) { $0 + $1.totalReplies }
-        guard measured > 0 else { throw LoadError("\(workload.server): no reply completed inside the \(measureMilliseconds) ms window") }
-        let seconds = connections == 1
+        guard measured > 0 else {
+            throw LoadError("\(workload.server): no reply completed inside the \(measureMilliseconds) ms window")
+        }
+        let seconds =
+            connections == 1
             ? Double(results[0].measuredNanoseconds) / 1e9
             : Double(measureMilliseconds) / 1e3
         var cpuPerRequest: Double?
@@ -222,8 +241,10 @@ enum LoadGenerator {
     }
 
     /// One connection's loop (runs on its own thread; blocking I/O with timeouts).
-    private static func run(fd: Int32, batch: [UInt8], outstanding: Int, framing: ReplyFraming, expectedReply: [UInt8],
-                            warmEnd: UInt64, measureEnd: UInt64, result: ThreadResult) {
+    private static func run(
+        fd: Int32, batch: [UInt8], outstanding: Int, framing: ReplyFraming, expectedReply: [UInt8],
+        warmEnd: UInt64, measureEnd: UInt64, result: ThreadResult
+    ) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
         defer { buffer.deallocate() }
         var counter = ReplyCounter(framing: framing, expectedReply: expectedReply)

@@ -22,7 +22,8 @@ enum ReadyTest {
     static func run(binaryDirectory: String, directory: String, rounds: Int) throws {
         let kvd = binaryDirectory + "/kvd"
         guard access(kvd, X_OK) == 0 else {
-            throw LoadError("no executable \(kvd): run `swift build -c release --product kvd` at the top, or set ENDPOINTMUX_BIN")
+            throw LoadError(
+                "no executable \(kvd): run `swift build -c release --product kvd` at the top, or set ENDPOINTMUX_BIN")
         }
         let candidates: [String] = ["/usr/bin/b3sum", "/usr/local/bin/b3sum"]
         guard let b3sum = candidates.first(where: { access($0, X_OK) == 0 }) else {
@@ -46,11 +47,17 @@ enum ReadyTest {
             }
         }
         func ms(_ values: [Double]) -> String { values.map { formatted($0) }.joined(separator: " ") }
-        note("mux-load: \(caseName): kvd \(ms(withMux)) | kvd --no-mux \(ms(noMux)) | b3sum \(ms(hash)) | b3sum --num-threads 1 \(ms(hashOneThread)) (ms)")
+        note(
+            "mux-load: \(caseName): kvd \(ms(withMux)) | kvd --no-mux \(ms(noMux)) | b3sum \(ms(hash)) | b3sum --num-threads 1 \(ms(hashOneThread)) (ms)"
+        )
         let subject = median(withMux)
         let baseline = median(noMux) + median(hash)
-        print("READY kvd \(formatted(subject)) baseline=\(formatted(baseline)) ratio=\(formatted(baseline > 0 ? subject / baseline : 0))")
-        print("READY-PARTS kvd nomux_ms=\(formatted(median(noMux))) b3sum_ms=\(formatted(median(hash))) b3sum_threads1_ms=\(formatted(median(hashOneThread))) binary_bytes=\(binaryBytes)")
+        print(
+            "READY kvd \(formatted(subject)) baseline=\(formatted(baseline)) ratio=\(formatted(baseline > 0 ? subject / baseline : 0))"
+        )
+        print(
+            "READY-PARTS kvd nomux_ms=\(formatted(median(noMux))) b3sum_ms=\(formatted(median(hash))) b3sum_threads1_ms=\(formatted(median(hashOneThread))) binary_bytes=\(binaryBytes)"
+        )
         fflush(nil)
     }
 
@@ -66,9 +73,10 @@ enum ReadyTest {
         let path = "\(directory)/\(label).sock"
         unlink(path)
         let start = Clock.now()
-        let process = try ServerProcess(label: label, executable: kvd,
-                                        arguments: ["--socket", path] + (noMux ? ["--no-mux"] : []),
-                                        logPath: "\(directory)/\(label).log")
+        let process = try ServerProcess(
+            label: label, executable: kvd,
+            arguments: ["--socket", path] + (noMux ? ["--no-mux"] : []),
+            logPath: "\(directory)/\(label).log")
         defer { process.stop(); unlink(path) }
         let deadline = start + 30_000_000_000
         var fd: Int32 = -1
@@ -94,7 +102,9 @@ enum ReadyTest {
         } else {
             var nonce = [UInt8](repeating: 0, count: 32)
             for index in nonce.indices { nonce[index] = UInt8.random(in: 0...255) }
-            let requestID = nonce.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            let requestID = nonce.prefix(8).enumerated().reduce(UInt64(0)) {
+                $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+            }
             let probe = V1.frame(kind: V1.request, lane: 0xB232, payload: nonce, requestID: requestID)
             try probe.withUnsafeBytes { try UnixSocket.writeAll(fd, $0) }
             let header = try UnixSocket.readExactly(fd, count: 5)
@@ -123,7 +133,9 @@ enum ReadyTest {
             raw[bytes.count] = 0
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if connected == 0 { return fd }
         close(fd)
@@ -142,7 +154,9 @@ enum ReadyTest {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let elapsed = Double(Clock.now() - start) / 1e6
-        guard status == 0 else { throw LoadError("\(executable) \(arguments.joined(separator: " ")) failed: status \(status)") }
+        guard status == 0 else {
+            throw LoadError("\(executable) \(arguments.joined(separator: " ")) failed: status \(status)")
+        }
         return elapsed
     }
 }

@@ -128,7 +128,8 @@ enum Workloads {
             server: "muxctl serve", socketPath: server.socketPath,
             makeBatch: { frames(lane: echoLane, payload: payload, count: $0) },
             probeRequest: V1.frame(kind: V1.request, lane: echoLane, payload: payload, requestID: 1),
-            probeReply: V1.frame(kind: V1.response, lane: echoLane, payload: Array("echo:".utf8) + payload, requestID: 1),
+            probeReply: V1.frame(
+                kind: V1.response, lane: echoLane, payload: Array("echo:".utf8) + payload, requestID: 1),
             framing: .v1Frames, pid: server.process.pid)
     }
 
@@ -157,7 +158,8 @@ enum Workloads {
             server: "kvd (frames)", socketPath: server.socketPath,
             makeBatch: { frames(lane: kvdLane, payload: command, count: $0) },
             probeRequest: V1.frame(kind: V1.request, lane: kvdLane, payload: command, requestID: 1),
-            probeReply: V1.frame(kind: V1.response, lane: kvdLane, payload: Array("VALUE \(kvdValue)".utf8), requestID: 1),
+            probeReply: V1.frame(
+                kind: V1.response, lane: kvdLane, payload: Array("VALUE \(kvdValue)".utf8), requestID: 1),
             framing: .v1Frames, pid: server.process.pid)
     }
 
@@ -176,6 +178,8 @@ enum Workloads {
         defer { close(fd) }
         try Array("SET \(kvdKey) \(kvdValue)\n".utf8).withUnsafeBytes { try UnixSocket.writeAll(fd, $0) }
         let reply = try UnixSocket.readExactly(fd, count: 3)
-        guard reply == Array("OK\n".utf8) else { throw LoadError("kvd answered SET with \(LoadGenerator.preview(reply))") }
+        guard reply == Array("OK\n".utf8) else {
+            throw LoadError("kvd answered SET with \(LoadGenerator.preview(reply))")
+        }
     }
 }

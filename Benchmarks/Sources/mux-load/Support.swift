@@ -68,11 +68,13 @@ final class JoinableThread: @unchecked Sendable {
 
     init(_ body: @escaping @Sendable () -> Void) throws {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        let created = pthread_create(&handle, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-            return nil
-        }, box)
+        let created = pthread_create(
+            &handle, nil,
+            { argument in
+                guard let argument else { return nil }
+                Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
+                return nil
+            }, box)
         guard created == 0 else {
             Unmanaged<Box>.fromOpaque(box).release()
             throw LoadError("pthread_create failed: \(created)")
@@ -124,7 +126,8 @@ enum UnixSocket {
             let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
             if n > 0 { offset += n; continue }
             if n < 0 && errno == EINTR { continue }
-            throw LoadError(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "write failed: errno \(errno)")
+            throw LoadError(
+                n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out" : "write failed: errno \(errno)")
         }
     }
 
@@ -214,7 +217,9 @@ final class ServerProcess {
         self.label = label
         self.logPath = logPath
         guard access(executable, X_OK) == 0 else {
-            throw LoadError("no executable \(executable): run `swift build -c release --product muxctl` and `--product kvd` at the top, or set ENDPOINTMUX_BIN")
+            throw LoadError(
+                "no executable \(executable): run `swift build -c release --product muxctl` and `--product kvd` at the top, or set ENDPOINTMUX_BIN"
+            )
         }
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard logFD >= 0 else { throw LoadError("cannot create \(logPath): errno \(errno)") }

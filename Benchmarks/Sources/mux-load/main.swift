@@ -34,28 +34,33 @@ enum MuxLoad {
         let payload = Workloads.smallPayload
         var list: [LoadCase] = []
         for (connections, outstanding) in [(1, 1), (1, 32), (8, 1), (8, 32)] {
-            list.append(LoadCase(
-                name: "echo.v1.c\(connections).o\(outstanding)", connections: connections, outstanding: outstanding,
-                subject: { Workloads.muxEcho(try $0.muxctlServe(), payload: payload) },
-                baseline: { Workloads.cFrameEcho(try $0.cEcho(lines: false), payload: payload) }))
+            list.append(
+                LoadCase(
+                    name: "echo.v1.c\(connections).o\(outstanding)", connections: connections, outstanding: outstanding,
+                    subject: { Workloads.muxEcho(try $0.muxctlServe(), payload: payload) },
+                    baseline: { Workloads.cFrameEcho(try $0.cEcho(lines: false), payload: payload) }))
         }
         let big = [UInt8](repeating: 0x5A, count: Workloads.bigPayloadByteCount)
-        list.append(LoadCase(
-            name: "echo.v1.16MiB", connections: 1, outstanding: 1, warmMilliseconds: 300, measureMilliseconds: 1500,
-            subject: { Workloads.muxEcho(try $0.muxctlServe(), payload: big) },
-            baseline: { Workloads.cFrameEcho(try $0.cEcho(lines: false), payload: big) }))
-        list.append(LoadCase(
-            name: "kvd.legacy.o32", connections: 1, outstanding: 32,
-            subject: { Workloads.kvdLegacy(try $0.kvd(noMux: false), label: "kvd (mux, lines)") },
-            baseline: { Workloads.kvdLegacy(try $0.kvd(noMux: true), label: "kvd --no-mux") }))
-        list.append(LoadCase(
-            name: "kvd.frames.o32", connections: 1, outstanding: 32,
-            subject: { Workloads.kvdFrames(try $0.kvd(noMux: false)) },
-            baseline: { Workloads.kvdLegacy(try $0.kvd(noMux: false), label: "kvd (mux, lines)") }))
-        list.append(LoadCase(
-            name: "kvd.nomux.o32", connections: 1, outstanding: 32,
-            subject: { Workloads.kvdLegacy(try $0.kvd(noMux: true), label: "kvd --no-mux") },
-            baseline: { Workloads.cLineEcho(try $0.cEcho(lines: true)) }))
+        list.append(
+            LoadCase(
+                name: "echo.v1.16MiB", connections: 1, outstanding: 1, warmMilliseconds: 300, measureMilliseconds: 1500,
+                subject: { Workloads.muxEcho(try $0.muxctlServe(), payload: big) },
+                baseline: { Workloads.cFrameEcho(try $0.cEcho(lines: false), payload: big) }))
+        list.append(
+            LoadCase(
+                name: "kvd.legacy.o32", connections: 1, outstanding: 32,
+                subject: { Workloads.kvdLegacy(try $0.kvd(noMux: false), label: "kvd (mux, lines)") },
+                baseline: { Workloads.kvdLegacy(try $0.kvd(noMux: true), label: "kvd --no-mux") }))
+        list.append(
+            LoadCase(
+                name: "kvd.frames.o32", connections: 1, outstanding: 32,
+                subject: { Workloads.kvdFrames(try $0.kvd(noMux: false)) },
+                baseline: { Workloads.kvdLegacy(try $0.kvd(noMux: false), label: "kvd (mux, lines)") }))
+        list.append(
+            LoadCase(
+                name: "kvd.nomux.o32", connections: 1, outstanding: 32,
+                subject: { Workloads.kvdLegacy(try $0.kvd(noMux: true), label: "kvd --no-mux") },
+                baseline: { Workloads.cLineEcho(try $0.cEcho(lines: true)) }))
         return list
     }
 
@@ -73,7 +78,9 @@ enum MuxLoad {
             selected = Set(list.split(separator: ",").map { String($0).trimmingSpaces() })
             let unknown = selected.subtracting(knownNames)
             guard unknown.isEmpty else {
-                note("mux-load: unknown case(s) \(unknown.sorted().joined(separator: ",")); known: \(knownNames.joined(separator: ","))")
+                note(
+                    "mux-load: unknown case(s) \(unknown.sorted().joined(separator: ",")); known: \(knownNames.joined(separator: ","))"
+                )
                 return 2
             }
         } else {
@@ -85,7 +92,9 @@ enum MuxLoad {
         var pinned = "no"
         if let cpus = Env.string("MUX_LOAD_CPUS") {
             let list = cpus.split(separator: ",").compactMap { Int32($0) }
-            guard !list.isEmpty, list.withUnsafeBufferPointer({ cecho_set_affinity($0.baseAddress, Int32($0.count)) }) == 0 else {
+            guard !list.isEmpty,
+                list.withUnsafeBufferPointer({ cecho_set_affinity($0.baseAddress, Int32($0.count)) }) == 0
+            else {
                 note("mux-load: cannot pin to CPUs \(cpus)")
                 return 2
             }
@@ -131,7 +140,9 @@ enum MuxLoad {
             _exit(3)
         }
 
-        note("mux-load: servers from \(binaryDirectory); rounds=\(rounds) warm=\(warm)ms window=\(window)ms pinned=\(pinned) nofile=\(soft)/\(hard) dir=\(directory)")
+        note(
+            "mux-load: servers from \(binaryDirectory); rounds=\(rounds) warm=\(warm)ms window=\(window)ms pinned=\(pinned) nofile=\(soft)/\(hard) dir=\(directory)"
+        )
         let servers = Servers(binaryDirectory: binaryDirectory, selfExecutable: selfExecutable, directory: directory)
         var failures = 0
         var printed = 0
@@ -139,9 +150,10 @@ enum MuxLoad {
         for loadCase in allCases where selected.contains(loadCase.name) {
             if Children.shared.isStopping { break }
             do {
-                let (subject, baseline) = try run(loadCase, servers: servers, rounds: rounds,
-                                                  warm: loadCase.warmMilliseconds ?? warm,
-                                                  window: loadCase.measureMilliseconds ?? window)
+                let (subject, baseline) = try run(
+                    loadCase, servers: servers, rounds: rounds,
+                    warm: loadCase.warmMilliseconds ?? warm,
+                    window: loadCase.measureMilliseconds ?? window)
                 results[loadCase.name] = subject.requestsPerSecond
                 emit(loadCase.name, subject.requestsPerSecond, baseline.requestsPerSecond)
                 if let a = subject.serverMicrosecondsPerRequest, let b = baseline.serverMicrosecondsPerRequest {
@@ -201,14 +213,19 @@ enum MuxLoad {
 
     static func emit(_ name: String, _ value: Double, _ baseline: Double) {
         let ratio = baseline > 0 ? value / baseline : 0
-        print("LOAD \(name) \(formatted(value, decimals: 0)) baseline=\(formatted(baseline, decimals: 0)) ratio=\(formatted(ratio))")
+        print(
+            "LOAD \(name) \(formatted(value, decimals: 0)) baseline=\(formatted(baseline, decimals: 0)) ratio=\(formatted(ratio))"
+        )
         fflush(nil)
     }
 
     /// Measures subject and baseline `rounds` times each, alternating which goes first;
     /// reports the medians.
-    static func run(_ loadCase: LoadCase, servers: Servers, rounds: Int, warm: Int, window: Int)
-        throws -> (Measurement, Measurement) {
+    static func run(
+        _ loadCase: LoadCase, servers: Servers, rounds: Int, warm: Int, window: Int
+    )
+        throws -> (Measurement, Measurement)
+    {
         let subject = try loadCase.subject(servers)
         let baseline = try loadCase.baseline(servers)
         var subjectRuns: [Measurement] = []
@@ -216,20 +233,24 @@ enum MuxLoad {
         for round in 0..<rounds {
             for takeSubject in (round % 2 == 0 ? [true, false] : [false, true]) {
                 let measurement = try LoadGenerator.measure(
-                    takeSubject ? subject : baseline, connections: loadCase.connections, outstanding: loadCase.outstanding,
+                    takeSubject ? subject : baseline, connections: loadCase.connections,
+                    outstanding: loadCase.outstanding,
                     warmMilliseconds: warm, measureMilliseconds: window)
                 if takeSubject { subjectRuns.append(measurement) } else { baselineRuns.append(measurement) }
             }
         }
-        note("mux-load: \(loadCase.name): \(subject.server) \(subjectRuns.map { formatted($0.requestsPerSecond, decimals: 0) }.joined(separator: " ")) | \(baseline.server) \(baselineRuns.map { formatted($0.requestsPerSecond, decimals: 0) }.joined(separator: " "))")
+        note(
+            "mux-load: \(loadCase.name): \(subject.server) \(subjectRuns.map { formatted($0.requestsPerSecond, decimals: 0) }.joined(separator: " ")) | \(baseline.server) \(baselineRuns.map { formatted($0.requestsPerSecond, decimals: 0) }.joined(separator: " "))"
+        )
         return (median(subjectRuns), median(baselineRuns))
     }
 
     static func median(_ runs: [Measurement]) -> Measurement {
         let rates = runs.map(\.requestsPerSecond).sorted()
         let cpu = runs.compactMap(\.serverMicrosecondsPerRequest).sorted()
-        return Measurement(requestsPerSecond: rates[rates.count / 2],
-                           serverMicrosecondsPerRequest: cpu.isEmpty ? nil : cpu[cpu.count / 2])
+        return Measurement(
+            requestsPerSecond: rates[rates.count / 2],
+            serverMicrosecondsPerRequest: cpu.isEmpty ? nil : cpu[cpu.count / 2])
     }
 
     static func resolvedPath(_ path: String) -> String {

@@ -23,19 +23,27 @@ public enum BrokerEndpoint: Hashable, Sendable, CustomStringConvertible {
     @_spi(Internals) public init(parsing value: JSONValue, member: String = "endpoint") throws(BrokerDecodeError) {
         guard case let .object(object) = value else { throw .wrongType(member: member, expected: "an object") }
         guard let kindValue = object["kind"] else { throw .missingMember("\(member).kind") }
-        guard case let .string(kind) = kindValue else { throw .wrongType(member: "\(member).kind", expected: "a string") }
+        guard case let .string(kind) = kindValue else {
+            throw .wrongType(member: "\(member).kind", expected: "a string")
+        }
         switch kind {
         case "tcp":
             guard let hostValue = object["host"] else { throw .missingMember("\(member).host") }
-            guard case let .string(host) = hostValue else { throw .wrongType(member: "\(member).host", expected: "a string") }
+            guard case let .string(host) = hostValue else {
+                throw .wrongType(member: "\(member).host", expected: "a string")
+            }
             guard let canonical = Self.canonicalHost(host) else { throw .invalidHost(host) }
             guard let portValue = object["port"] else { throw .missingMember("\(member).port") }
-            guard case let .number(number) = portValue else { throw .wrongType(member: "\(member).port", expected: "an integer") }
+            guard case let .number(number) = portValue else {
+                throw .wrongType(member: "\(member).port", expected: "an integer")
+            }
             guard let port = number.int64, (0...65535).contains(port) else { throw .invalidPort(number.text) }
             self = .tcp(host: canonical, port: UInt16(port))
         case "unix":
             guard let pathValue = object["path"] else { throw .missingMember("\(member).path") }
-            guard case let .string(path) = pathValue else { throw .wrongType(member: "\(member).path", expected: "a string") }
+            guard case let .string(path) = pathValue else {
+                throw .wrongType(member: "\(member).path", expected: "a string")
+            }
             guard Self.isAcceptablePath(path) else { throw .invalidPath(path) }
             self = .unix(path: path)
         case "pair":

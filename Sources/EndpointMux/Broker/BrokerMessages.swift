@@ -64,11 +64,13 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
     @_spi(Internals) public var errorObject: JSONRPCErrorObject {
         switch self {
         case let .unknownMethod(method):
-            return JSONRPCErrorObject(code: JSONRPCErrorObject.methodNotFoundCode, message: "Method not found: \(method)",
-                                      data: ["name": "MethodNotFound", "method": .string(method)])
+            return JSONRPCErrorObject(
+                code: JSONRPCErrorObject.methodNotFoundCode, message: "Method not found: \(method)",
+                data: ["name": "MethodNotFound", "method": .string(method)])
         default:
-            return JSONRPCErrorObject(code: JSONRPCErrorObject.invalidParamsCode, message: "Invalid params: \(description)",
-                                      data: ["name": "InvalidParams", "reason": .string(description)])
+            return JSONRPCErrorObject(
+                code: JSONRPCErrorObject.invalidParamsCode, message: "Invalid params: \(description)",
+                data: ["name": "InvalidParams", "reason": .string(description)])
         }
     }
 
@@ -81,7 +83,8 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
         case let .unknownEndpointKind(kind): return "unknown endpoint kind \"\(kind)\" (tcp, unix or pair)"
         case let .invalidHost(host): return "host \"\(host)\" is not an IPv4 or IPv6 literal"
         case let .invalidPort(port): return "port \(port) is not in 0...65535"
-        case let .invalidPath(path): return "unix path \"\(path)\" must be absolute, at most 107 bytes, without . or .. components"
+        case let .invalidPath(path):
+            return "unix path \"\(path)\" must be absolute, at most 107 bytes, without . or .. components"
         case let .invalidListenerID(id): return "listener \(id) is not a listener id"
         case let .invalidBacklog(backlog): return "backlog \(backlog) is not in 0...65535"
         case let .invalidTimeout(timeout): return "timeoutMs \(timeout) is not in 0...86400000"
@@ -129,7 +132,9 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
             let endpoint = try BrokerEndpoint(parsing: endpointValue)
             var backlog: Int?
             if let value = object["backlog"], value != .null {
-                guard case let .number(number) = value else { throw .wrongType(member: "backlog", expected: "an integer") }
+                guard case let .number(number) = value else {
+                    throw .wrongType(member: "backlog", expected: "an integer")
+                }
                 guard let raw = number.int64, (0...65535).contains(raw) else { throw .invalidBacklog(number.text) }
                 backlog = Int(raw)
             }
@@ -142,7 +147,9 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
         default:  // "connect"
             var timeout: Int?
             if let value = object["timeoutMs"], value != .null {
-                guard case let .number(number) = value else { throw .wrongType(member: "timeoutMs", expected: "an integer") }
+                guard case let .number(number) = value else {
+                    throw .wrongType(member: "timeoutMs", expected: "an integer")
+                }
                 guard let raw = number.int64, (0...Int64(Self.maxTimeoutMilliseconds)).contains(raw) else {
                     throw .invalidTimeout(number.text)
                 }
@@ -153,12 +160,15 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
             case (_?, _?): throw .conflict("connect takes an endpoint or a listener, not both")
             case let (endpointValue?, nil):
                 let endpoint = try BrokerEndpoint(parsing: endpointValue)
-                if endpoint == .pair { throw .conflict("connect to a pair endpoint names its listener: {\"listener\": id}") }
+                if endpoint == .pair {
+                    throw .conflict("connect to a pair endpoint names its listener: {\"listener\": id}")
+                }
                 if case let .tcp(_, port) = endpoint, port == 0 { throw .invalidPort("0 (connect needs a port)") }
                 self = .connect(.endpoint(endpoint), timeoutMilliseconds: timeout)
             case let (nil, listenerValue?):
-                self = .connect(.listener(try BrokerListenerID(parsing: listenerValue, member: "listener")),
-                                timeoutMilliseconds: timeout)
+                self = .connect(
+                    .listener(try BrokerListenerID(parsing: listenerValue, member: "listener")),
+                    timeoutMilliseconds: timeout)
             }
         }
     }
@@ -271,28 +281,36 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
         case let .decode(error):
             return error.errorObject
         case let .permissionDenied(rule):
-            return JSONRPCErrorObject(code: Self.permissionDeniedCode, message: description,
-                                      data: ["name": "PermissionDenied", "rule": .string(rule)])
+            return JSONRPCErrorObject(
+                code: Self.permissionDeniedCode, message: description,
+                data: ["name": "PermissionDenied", "rule": .string(rule)])
         case let .unknownListener(id):
-            return JSONRPCErrorObject(code: Self.unknownListenerCode, message: description,
-                                      data: ["name": "UnknownListener", "listener": id.jsonValue])
+            return JSONRPCErrorObject(
+                code: Self.unknownListenerCode, message: description,
+                data: ["name": "UnknownListener", "listener": id.jsonValue])
         case let .system(name, errno, message):
-            return JSONRPCErrorObject(code: Self.systemErrorCode, message: description,
-                                      data: ["name": .string(name), "errno": .number(JSONNumber(Int(errno))),
-                                             "message": .string(message)])
+            return JSONRPCErrorObject(
+                code: Self.systemErrorCode, message: description,
+                data: [
+                    "name": .string(name), "errno": .number(JSONNumber(Int(errno))),
+                    "message": .string(message),
+                ])
         case .timedOut:
             return JSONRPCErrorObject(code: Self.timedOutCode, message: description, data: ["name": "TimedOut"])
         case let .listenerClosed(id):
-            return JSONRPCErrorObject(code: Self.listenerClosedCode, message: description,
-                                      data: ["name": "ListenerClosed", "listener": id.jsonValue])
+            return JSONRPCErrorObject(
+                code: Self.listenerClosedCode, message: description,
+                data: ["name": "ListenerClosed", "listener": id.jsonValue])
         case let .limitExceeded(what):
-            return JSONRPCErrorObject(code: Self.limitExceededCode, message: description,
-                                      data: ["name": "LimitExceeded", "limit": .string(what)])
+            return JSONRPCErrorObject(
+                code: Self.limitExceededCode, message: description,
+                data: ["name": "LimitExceeded", "limit": .string(what)])
         case .cancelled:
             return JSONRPCErrorObject(code: Self.cancelledCode, message: description, data: ["name": "Cancelled"])
         case let .duplicateRequestID(id):
-            return JSONRPCErrorObject(code: JSONRPCErrorObject.invalidRequestCode, message: description,
-                                      data: ["name": "DuplicateRequestID", "id": id.jsonValue])
+            return JSONRPCErrorObject(
+                code: JSONRPCErrorObject.invalidRequestCode, message: description,
+                data: ["name": "DuplicateRequestID", "id": id.jsonValue])
         }
     }
 
@@ -324,7 +342,8 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
         case Self.unknownListenerCode: self = .unknownListener(listenerID())
         case Self.systemErrorCode:
             let code = data?["errno"]?.numberValue?.int64.flatMap { Int32(exactly: $0) } ?? 0
-            self = .system(name: data?["name"]?.stringValue ?? "", errno: code, message: data?["message"]?.stringValue ?? "")
+            self = .system(
+                name: data?["name"]?.stringValue ?? "", errno: code, message: data?["message"]?.stringValue ?? "")
         case Self.timedOutCode: self = .timedOut
         case Self.listenerClosedCode: self = .listenerClosed(listenerID())
         case Self.limitExceededCode: self = .limitExceeded(data?["limit"]?.stringValue ?? "")
@@ -383,7 +402,8 @@ public struct BrokerListenerID: Hashable, Sendable, CustomStringConvertible, Com
         }
         switch method {
         case "listen": self = .listening(listener: try listener(), endpoint: try endpoint("endpoint"))
-        case "accept": self = .accepted(listener: try listener(), local: try endpoint("local"), peer: try endpoint("peer"))
+        case "accept":
+            self = .accepted(listener: try listener(), local: try endpoint("local"), peer: try endpoint("peer"))
         case "connect": self = .connected(local: try endpoint("local"), peer: try endpoint("peer"))
         case "close": self = .closed
         default: throw .unknownMethod(method)

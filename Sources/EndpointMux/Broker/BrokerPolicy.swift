@@ -20,7 +20,9 @@ public struct BrokerPolicy: Hashable, Sendable {
                 self = .pair
                 return
             }
-            guard let equals = text.firstIndex(of: "=") else { throw .invalidRule(text, "expected listen=…, connect=… or pair") }
+            guard let equals = text.firstIndex(of: "=") else {
+                throw .invalidRule(text, "expected listen=…, connect=… or pair")
+            }
             let verb = text[..<equals]
             let pattern = try BrokerEndpointPattern(parsing: String(text[text.index(after: equals)...]))
             switch verb {
@@ -131,7 +133,9 @@ public struct BrokerEndpointPattern: Hashable, Sendable, CustomStringConvertible
         if portText == "*" {
             portPattern = nil
         } else {
-            guard let port = UInt16(portText) else { throw .invalidRule(text, "port \"\(portText)\" is not 0...65535 or *") }
+            guard let port = UInt16(portText) else {
+                throw .invalidRule(text, "port \"\(portText)\" is not 0...65535 or *")
+            }
             portPattern = port
         }
         form = .tcp(host: hostPattern, port: portPattern)

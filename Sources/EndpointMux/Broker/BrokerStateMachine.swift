@@ -34,8 +34,10 @@ public struct BrokerLimits: Hashable, Sendable {
     public var defaultBacklog: Int
 
     /// Limits with the defaults: 64 listeners, 256 waiting requests, 30 s connects, backlog 128.
-    public init(maxListenersPerClient: Int = 64, maxWaitingPerClient: Int = 256,
-                defaultConnectTimeout: Duration = .seconds(30), defaultBacklog: Int = 128) {
+    public init(
+        maxListenersPerClient: Int = 64, maxWaitingPerClient: Int = 256,
+        defaultConnectTimeout: Duration = .seconds(30), defaultBacklog: Int = 128
+    ) {
         self.maxListenersPerClient = maxListenersPerClient
         self.maxWaitingPerClient = maxWaitingPerClient
         self.defaultConnectTimeout = defaultConnectTimeout
@@ -168,7 +170,8 @@ package struct BrokerStateMachine: Sendable {
     // MARK: - Messages
 
     /// A control message from `client` at `now`.
-    package mutating func receive(_ message: ControlMessage, from client: BrokerClientID, now: ContinuousClock.Instant) {
+    package mutating func receive(_ message: ControlMessage, from client: BrokerClientID, now: ContinuousClock.Instant)
+    {
         guard clients[client] != nil else { return }
         switch message {
         case let .request(request):
@@ -276,7 +279,8 @@ package struct BrokerStateMachine: Sendable {
     package mutating func listenOpened(_ id: BrokerListenerID, endpoint: BrokerEndpoint) -> Bool {
         guard let listener = listeners[id], !listener.isOpen else { return false }
         listeners[id]?.isOpen = true
-        actions.append(.reply(listener.opener, .result(BrokerResult.listening(listener: id, endpoint: endpoint).jsonValue)))
+        actions.append(
+            .reply(listener.opener, .result(BrokerResult.listening(listener: id, endpoint: endpoint).jsonValue)))
         return true
     }
 
@@ -290,10 +294,14 @@ package struct BrokerStateMachine: Sendable {
 
     /// The adapter accepted a connection on `id`: the oldest waiting `accept` gets it. Returns
     /// where the fd goes and the result to send with it; `nil` when nobody waits (close it).
-    package mutating func accepted(on id: BrokerListenerID, local: BrokerEndpoint, peer: BrokerEndpoint)
+    package mutating func accepted(
+        on id: BrokerListenerID, local: BrokerEndpoint, peer: BrokerEndpoint
+    )
         -> (target: BrokerTarget, result: BrokerResult)?
     {
-        guard let listener = listeners[id], let waitID = listener.accepts.first, let wait = waits[waitID] else { return nil }
+        guard let listener = listeners[id], let waitID = listener.accepts.first, let wait = waits[waitID] else {
+            return nil
+        }
         removeWait(waitID, answer: nil)
         return (wait.target, .accepted(listener: id, local: local, peer: peer))
     }
@@ -307,7 +315,9 @@ package struct BrokerStateMachine: Sendable {
 
     /// A kernel connect finished. On success returns where the fd goes and its result (`nil`:
     /// nobody waits any more, close it); a failure is answered here.
-    package mutating func connectFinished(_ connect: BrokerConnectID, _ outcome: Result<(local: BrokerEndpoint, peer: BrokerEndpoint), BrokerError>)
+    package mutating func connectFinished(
+        _ connect: BrokerConnectID, _ outcome: Result<(local: BrokerEndpoint, peer: BrokerEndpoint), BrokerError>
+    )
         -> (target: BrokerTarget, result: BrokerResult)?
     {
         guard let waitID = connects[connect], let wait = waits[waitID] else { return nil }

@@ -333,8 +333,9 @@ package struct ConnectionStateMachine: Sendable {
         case .active:
             if let since = fileDescriptorWaitSince, let limit = fileDescriptorWaitLimit, now >= since + limit {
                 failedInControl = true
-                fail(Epitaph(status: .timedOut, reason: "fds of a control message did not arrive within \(limit)"),
-                     now: now)
+                fail(
+                    Epitaph(status: .timedOut, reason: "fds of a control message did not arrive within \(limit)"),
+                    now: now)
             } else if let since = partialSince, let limit = options.partialMessageTimeout, now >= since + limit {
                 fail(Epitaph(status: .timedOut, reason: "no complete message within \(limit)"), now: now)
             } else if input.isEmpty, fileDescriptorWaitSince == nil, let limit = options.idleTimeout,
@@ -527,8 +528,10 @@ package struct ConnectionStateMachine: Sendable {
 
     private mutating func decide(now: ContinuousClock.Instant) {
         if queuedFileDescriptorCount > mux.limits.maxQueuedFileDescriptors {
-            fail(MuxError.control(.tooManyFileDescriptors(
-                count: queuedFileDescriptorCount, limit: mux.limits.maxQueuedFileDescriptors)), now: now)
+            fail(
+                MuxError.control(
+                    .tooManyFileDescriptors(
+                        count: queuedFileDescriptorCount, limit: mux.limits.maxQueuedFileDescriptors)), now: now)
             return
         }
         while case .active = state {
@@ -559,16 +562,21 @@ package struct ConnectionStateMachine: Sendable {
             switch verdict {
             case .needMoreBytes, .needMoreFileDescriptors:
                 if endOfInput {
-                    end(.inputEnded(input.isEmpty ? .peerClosed
-                                        : .peerClosedMidMessage(bufferedByteCount: input.count)), now: now)
+                    end(
+                        .inputEnded(
+                            input.isEmpty
+                                ? .peerClosed
+                                : .peerClosedMidMessage(bufferedByteCount: input.count)), now: now)
                     return
                 }
                 if case let .needMoreFileDescriptors(needed, _) = verdict {
                     guard options.transportCarriesFileDescriptors else {
                         failedInControl = true
-                        fail(Epitaph(status: .notSupported,
-                                     reason: "control message declared \(needed) fds; this transport cannot carry them"),
-                             now: now)
+                        fail(
+                            Epitaph(
+                                status: .notSupported,
+                                reason: "control message declared \(needed) fds; this transport cannot carry them"),
+                            now: now)
                         return
                     }
                     if fileDescriptorWaitSince == nil { fileDescriptorWaitSince = now }
@@ -611,8 +619,9 @@ package struct ConnectionStateMachine: Sendable {
                 discardFileDescriptors(count, claimed: true)
                 input.consume(consumed)
                 // JSON-RPC 2.0 §5: Invalid Request, with "id": null when no usable id exists.
-                let reply = ControlMessage.response(ControlResponse(
-                    id: id ?? .null, error: .invalidRequest(data: .string(violation.description))))
+                let reply = ControlMessage.response(
+                    ControlResponse(
+                        id: id ?? .null, error: .invalidRequest(data: .string(violation.description))))
                 queueWrite(reply.encoded())
             }
             partialSince = nil
@@ -631,8 +640,10 @@ package struct ConnectionStateMachine: Sendable {
                 // JSON, but not an object: answer in the control channel's framing.
                 fail(MuxError.control(.topLevelNotObject(kind)), now: now)
             } else {
-                fail(Epitaph(status: .invalidFrame,
-                             reason: FramingError.unsupportedFramingVersion(first).description), now: now)
+                fail(
+                    Epitaph(
+                        status: .invalidFrame,
+                        reason: FramingError.unsupportedFramingVersion(first).description), now: now)
             }
             return false
         case .sticky:
@@ -810,7 +821,8 @@ public struct ConnectionInterest: Hashable, Sendable {
         guard let deadline else { return -1 }
         guard now < deadline else { return 0 }
         let remaining = now.duration(to: deadline)
-        let milliseconds = remaining.components.seconds * 1000
+        let milliseconds =
+            remaining.components.seconds * 1000
             + (remaining.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
         return Int32(clamping: max(0, milliseconds))
     }

@@ -160,7 +160,9 @@ package struct ControlDecoder: Sendable {
     }
 
     /// Parses the scanned message and reads its `fds`.
-    private func makePending(_ buffer: UnsafeRawBufferPointer, valueStart: Int, end: Int) throws(ControlError)
+    private func makePending(
+        _ buffer: UnsafeRawBufferPointer, valueStart: Int, end: Int
+    ) throws(ControlError)
         -> Pending
     {
         let value: JSONValue

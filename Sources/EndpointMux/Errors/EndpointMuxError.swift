@@ -1,4 +1,3 @@
-
 /// Every error EndpointMux's public API throws: a ``code`` to match on, a human-readable
 /// ``reason``, and the context that belongs to the code — the failed system call
 /// (``systemCall``, ``path``, ``errno``), the ``epitaph`` a server sent, or the JSON-RPC
@@ -99,8 +98,9 @@ public struct EndpointMuxError: Error, Hashable, Sendable, CustomStringConvertib
 
     /// The same error with `context` in front of its reason (where it happened).
     package func during(_ context: String) -> EndpointMuxError {
-        EndpointMuxError(code, "\(context): \(reason)", systemCall: systemCall, path: path, errno: errno,
-                         epitaph: epitaph, rpcError: rpcError)
+        EndpointMuxError(
+            code, "\(context): \(reason)", systemCall: systemCall, path: path, errno: errno,
+            epitaph: epitaph, rpcError: rpcError)
     }
 }
 
@@ -111,8 +111,9 @@ extension EndpointMuxError {
     package static func system(operation: String, path: String = "", errno code: Int32) -> EndpointMuxError {
         let name = ErrnoName.name(of: code)
         let target = path.isEmpty ? "" : " \(path)"
-        return EndpointMuxError(.systemCallFailed, "\(operation)\(target): \(name) (\(ErrnoName.message(of: code)))",
-                                systemCall: operation, path: path.isEmpty ? nil : path, errno: code)
+        return EndpointMuxError(
+            .systemCallFailed, "\(operation)\(target): \(name) (\(ErrnoName.message(of: code)))",
+            systemCall: operation, path: path.isEmpty ? nil : path, errno: code)
     }
 
     package static func alreadyRunning(name: String, path: String) -> EndpointMuxError {
@@ -120,8 +121,9 @@ extension EndpointMuxError {
     }
 
     package static func pathTooLong(_ path: String) -> EndpointMuxError {
-        EndpointMuxError(.invalidArgument, "socket path is too long for sun_path (\(path.utf8.count) bytes): \(path)",
-                         path: path)
+        EndpointMuxError(
+            .invalidArgument, "socket path is too long for sun_path (\(path.utf8.count) bytes): \(path)",
+            path: path)
     }
 
     package static func malformedIdentityFile(path: String, reason: String) -> EndpointMuxError {
@@ -133,8 +135,10 @@ extension EndpointMuxError {
     }
 
     package static func invalidServiceLane(_ lane: PayloadProtocol) -> EndpointMuxError {
-        EndpointMuxError(.invalidArgument, "payload protocol \(lane) must be in the registered-consumer range "
-                         + "(0x7000..=0x7EFF) or private use (0xF000..=0xFFFF)")
+        EndpointMuxError(
+            .invalidArgument,
+            "payload protocol \(lane) must be in the registered-consumer range "
+                + "(0x7000..=0x7EFF) or private use (0xF000..=0xFFFF)")
     }
 
     package static func invalidArgument(_ reason: String) -> EndpointMuxError {
@@ -142,8 +146,10 @@ extension EndpointMuxError {
     }
 
     package static func fileDescriptorBatchRejected(count: Int, errno code: Int32) -> EndpointMuxError {
-        EndpointMuxError(.systemCallFailed, "sendmsg refused \(count) file descriptors in one call: "
-                         + ErrnoName.name(of: code), systemCall: batchRejectionCall, errno: code)
+        EndpointMuxError(
+            .systemCallFailed,
+            "sendmsg refused \(count) file descriptors in one call: "
+                + ErrnoName.name(of: code), systemCall: batchRejectionCall, errno: code)
     }
 
     private static let batchRejectionCall = "sendmsg(SCM_RIGHTS)"
@@ -152,8 +158,10 @@ extension EndpointMuxError {
     package var isFileDescriptorBatchRejection: Bool { systemCall == Self.batchRejectionCall }
 
     package static func controlTruncated(received: Int) -> EndpointMuxError {
-        EndpointMuxError(.fileDescriptorsDropped, "recvmsg control data truncated (MSG_CTRUNC): file descriptors "
-                         + "were dropped; the \(received) that arrived were closed")
+        EndpointMuxError(
+            .fileDescriptorsDropped,
+            "recvmsg control data truncated (MSG_CTRUNC): file descriptors "
+                + "were dropped; the \(received) that arrived were closed")
     }
 
     package static let peerClosed = EndpointMuxError(.peerClosed, "the peer closed the connection without an epitaph")
@@ -201,8 +209,9 @@ extension EndpointMuxError {
     /// Flattening wrappers: where the error happened goes into the reason, not a new layer.
     package static func connect(_ error: EndpointMuxError) -> EndpointMuxError {
         guard error.code != .timedOut else { return error.during("connect") }
-        return EndpointMuxError(.connectFailed, "connect: \(error.reason)", systemCall: error.systemCall,
-                                path: error.path, errno: error.errno)
+        return EndpointMuxError(
+            .connectFailed, "connect: \(error.reason)", systemCall: error.systemCall,
+            path: error.path, errno: error.errno)
     }
     package static func transport(_ error: EndpointMuxError) -> EndpointMuxError { error }
     package static func identity(_ error: EndpointMuxError) -> EndpointMuxError { error }

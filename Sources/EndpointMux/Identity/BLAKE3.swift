@@ -117,7 +117,8 @@ import Glibc
                     while remaining > 8 * Self.chunkLength {
                         if chunkCounter % 8 == 0 {
                             var size = 256
-                            while size > 8 && (chunkCounter % UInt64(size) != 0 || remaining <= size * Self.chunkLength) {
+                            while size > 8 && (chunkCounter % UInt64(size) != 0 || remaining <= size * Self.chunkLength)
+                            {
                                 size >>= 1
                             }
                             var cv = ChainingValue.iv
@@ -142,7 +143,8 @@ import Glibc
                             withUnsafeTemporaryAllocation(of: ChainingValue.self, capacity: 8) { cvs in
                                 guard let base = cvs.baseAddress else { preconditionFailure("no stack buffer") }
                                 base.withMemoryRebound(to: UInt32.self, capacity: 64) {
-                                    endpointmux_blake3_avx2_hash8_chunks(pointer.assumingMemoryBound(to: UInt8.self), chunkCounter, $0)
+                                    endpointmux_blake3_avx2_hash8_chunks(
+                                        pointer.assumingMemoryBound(to: UInt8.self), chunkCounter, $0)
                                 }
                                 for i in 0..<keep { addChunk(base[i]) }
                             }
@@ -170,10 +172,12 @@ import Glibc
                         var cv = ChainingValue.iv
                         var offset = 0
                         while offset < Self.chunkLength {
-                            let flags = (offset == 0 ? Self.chunkStart : 0)
+                            let flags =
+                                (offset == 0 ? Self.chunkStart : 0)
                                 | (offset == Self.chunkLength - Self.blockLength ? Self.chunkEnd : 0)
-                            Self.compress(&cv, MessageBlock(loading: pointer + offset), counter: chunkCounter,
-                                          blockLength: 64, flags: flags)
+                            Self.compress(
+                                &cv, MessageBlock(loading: pointer + offset), counter: chunkCounter,
+                                blockLength: 64, flags: flags)
                             offset += Self.blockLength
                         }
                         addChunk(cv)
@@ -182,7 +186,9 @@ import Glibc
                     }
                 }
                 while remaining > Self.blockLength && blocksCompressed < Self.blocksPerChunk - 1 {
-                    Self.compress(&chunkCV, MessageBlock(loading: pointer), counter: chunkCounter, blockLength: 64, flags: startFlag)
+                    Self.compress(
+                        &chunkCV, MessageBlock(loading: pointer), counter: chunkCounter, blockLength: 64,
+                        flags: startFlag)
                     blocksCompressed += 1
                     pointer += Self.blockLength
                     remaining -= Self.blockLength
@@ -235,7 +241,8 @@ import Glibc
         var output = chunkCV
         var flags = startFlag | Self.chunkEnd
         if stackLength == 0 { flags |= Self.root }
-        Self.compress(&output, block, counter: chunkCounter, blockLength: UInt32(truncatingIfNeeded: used), flags: flags)
+        Self.compress(
+            &output, block, counter: chunkCounter, blockLength: UInt32(truncatingIfNeeded: used), flags: flags)
 
         // Fold the right edge of the tree, from the deepest subtree up to the root.
         var index = stackLength
@@ -243,8 +250,9 @@ import Glibc
             index -= 1
             let left = stackEntry(index)
             var parent = ChainingValue.iv
-            Self.compress(&parent, MessageBlock(left, output), counter: 0, blockLength: 64,
-                          flags: index == 0 ? Self.parent | Self.root : Self.parent)
+            Self.compress(
+                &parent, MessageBlock(left, output), counter: 0, blockLength: 64,
+                flags: index == 0 ? Self.parent | Self.root : Self.parent)
             output = parent
         }
         return output.bytes
@@ -326,14 +334,16 @@ import Glibc
         while total & 1 == 0 {
             stackLength -= 1
             var parent = ChainingValue.iv
-            Self.compress(&parent, MessageBlock(stackEntry(stackLength), merged), counter: 0,
-                          blockLength: 64, flags: Self.parent)
+            Self.compress(
+                &parent, MessageBlock(stackEntry(stackLength), merged), counter: 0,
+                blockLength: 64, flags: Self.parent)
             merged = parent
             total >>= 1
         }
         let slot = stackLength
         withUnsafeMutableBytes(of: &stack) { entries in
-            entries.storeBytes(of: merged, toByteOffset: slot * MemoryLayout<ChainingValue>.stride, as: ChainingValue.self)
+            entries.storeBytes(
+                of: merged, toByteOffset: slot * MemoryLayout<ChainingValue>.stride, as: ChainingValue.self)
         }
         stackLength += 1
     }

@@ -12,7 +12,9 @@ extension BLAKE3 {
     /// The chaining values of four whole 1 KiB chunks at `input`, `input + 1024`, …,
     /// whose chunk counters are `counter`, `counter + 1`, `counter + 2`, `counter + 3`.
     @inline(__always)
-    static func hashFourChunks(_ input: UnsafeRawPointer, counter: UInt64) -> (ChainingValue, ChainingValue, ChainingValue, ChainingValue) {
+    static func hashFourChunks(
+        _ input: UnsafeRawPointer, counter: UInt64
+    ) -> (ChainingValue, ChainingValue, ChainingValue, ChainingValue) {
         var h = FourChainingValues(key: .iv)
         let counters = SIMD4<UInt64>(counter, counter &+ 1, counter &+ 2, counter &+ 3)
         let counterLow = Lanes(truncatingIfNeeded: counters)
@@ -30,10 +32,13 @@ extension BLAKE3 {
     /// The chaining values of four parent nodes whose 64-byte blocks (left child's chaining
     /// value, then the right's) lie back to back at `input`.
     @inline(__always)
-    static func hashFourParents(_ input: UnsafeRawPointer) -> (ChainingValue, ChainingValue, ChainingValue, ChainingValue) {
+    static func hashFourParents(
+        _ input: UnsafeRawPointer
+    ) -> (ChainingValue, ChainingValue, ChainingValue, ChainingValue) {
         var h = FourChainingValues(key: .iv)
         let m = FourBlocks(loading: input, stride: blockLength, littleEndian: false)
-        compressFour(&h, m, counterLow: Lanes(repeating: 0), counterHigh: Lanes(repeating: 0), flags: Lanes(repeating: parent))
+        compressFour(
+            &h, m, counterLow: Lanes(repeating: 0), counterHigh: Lanes(repeating: 0), flags: Lanes(repeating: parent))
         return h.chainingValues
     }
 
@@ -97,16 +102,18 @@ struct RotationAmounts {
     typealias Lanes = BLAKE3.Lanes
 }
 
-@usableFromInline nonisolated(unsafe) var blake3RotationAmountsStorage: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-    (16, 16, 12, 20, 8, 24, 7, 25)
+@usableFromInline nonisolated(unsafe) var blake3RotationAmountsStorage:
+    (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
+        (16, 16, 12, 20, 8, 24, 7, 25)
 
 /// The rotation amounts as uniform vectors.
 @inline(__always)
 var rotationAmounts: RotationAmounts {
     let a = blake3RotationAmountsStorage
-    return RotationAmounts(r16: .init(repeating: a.0), l16: .init(repeating: a.1), r12: .init(repeating: a.2),
-                           l20: .init(repeating: a.3), r8: .init(repeating: a.4), l24: .init(repeating: a.5),
-                           r7: .init(repeating: a.6), l25: .init(repeating: a.7))
+    return RotationAmounts(
+        r16: .init(repeating: a.0), l16: .init(repeating: a.1), r12: .init(repeating: a.2),
+        l20: .init(repeating: a.3), r8: .init(repeating: a.4), l24: .init(repeating: a.5),
+        r7: .init(repeating: a.6), l25: .init(repeating: a.7))
 }
 
 /// Four chaining values, word `i` of each in lane order in vector `h<i>`.
@@ -138,10 +145,12 @@ struct FourBlocks {
     var w8, w9, w10, w11, w12, w13, w14, w15: BLAKE3.Lanes
 
     @inline(__always)
-    init(_ w0: BLAKE3.Lanes, _ w1: BLAKE3.Lanes, _ w2: BLAKE3.Lanes, _ w3: BLAKE3.Lanes,
-         _ w4: BLAKE3.Lanes, _ w5: BLAKE3.Lanes, _ w6: BLAKE3.Lanes, _ w7: BLAKE3.Lanes,
-         _ w8: BLAKE3.Lanes, _ w9: BLAKE3.Lanes, _ w10: BLAKE3.Lanes, _ w11: BLAKE3.Lanes,
-         _ w12: BLAKE3.Lanes, _ w13: BLAKE3.Lanes, _ w14: BLAKE3.Lanes, _ w15: BLAKE3.Lanes) {
+    init(
+        _ w0: BLAKE3.Lanes, _ w1: BLAKE3.Lanes, _ w2: BLAKE3.Lanes, _ w3: BLAKE3.Lanes,
+        _ w4: BLAKE3.Lanes, _ w5: BLAKE3.Lanes, _ w6: BLAKE3.Lanes, _ w7: BLAKE3.Lanes,
+        _ w8: BLAKE3.Lanes, _ w9: BLAKE3.Lanes, _ w10: BLAKE3.Lanes, _ w11: BLAKE3.Lanes,
+        _ w12: BLAKE3.Lanes, _ w13: BLAKE3.Lanes, _ w14: BLAKE3.Lanes, _ w15: BLAKE3.Lanes
+    ) {
         self.w0 = w0; self.w1 = w1; self.w2 = w2; self.w3 = w3
         self.w4 = w4; self.w5 = w5; self.w6 = w6; self.w7 = w7
         self.w8 = w8; self.w9 = w9; self.w10 = w10; self.w11 = w11
@@ -164,10 +173,12 @@ struct FourBlocks {
             // unpacklo/unpackhi pairs, then 64-bit halves: a 4×4 transpose.
             let ab0 = BLAKE3.Lanes(a[0], b[0], a[1], b[1]), ab1 = BLAKE3.Lanes(a[2], b[2], a[3], b[3])
             let cd0 = BLAKE3.Lanes(c[0], d[0], c[1], d[1]), cd1 = BLAKE3.Lanes(c[2], d[2], c[3], d[3])
-            return (BLAKE3.Lanes(lowHalf: ab0.lowHalf, highHalf: cd0.lowHalf),
-                    BLAKE3.Lanes(lowHalf: ab0.highHalf, highHalf: cd0.highHalf),
-                    BLAKE3.Lanes(lowHalf: ab1.lowHalf, highHalf: cd1.lowHalf),
-                    BLAKE3.Lanes(lowHalf: ab1.highHalf, highHalf: cd1.highHalf))
+            return (
+                BLAKE3.Lanes(lowHalf: ab0.lowHalf, highHalf: cd0.lowHalf),
+                BLAKE3.Lanes(lowHalf: ab0.highHalf, highHalf: cd0.highHalf),
+                BLAKE3.Lanes(lowHalf: ab1.lowHalf, highHalf: cd1.lowHalf),
+                BLAKE3.Lanes(lowHalf: ab1.highHalf, highHalf: cd1.highHalf)
+            )
         }
         (w0, w1, w2, w3) = transpose(0)
         (w4, w5, w6, w7) = transpose(1)

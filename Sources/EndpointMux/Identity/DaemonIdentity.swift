@@ -96,9 +96,10 @@ public struct DaemonIdentity: Hashable, Sendable {
                                     message.ipc_endpoint = endpointPointer
                                     let size = endpointmux__v1__daemon_process__get_packed_size(&message)
                                     return [UInt8](unsafeUninitializedCapacity: size) { out, count in
-                                        count = out.baseAddress.map {
-                                            endpointmux__v1__daemon_process__pack(&message, $0)
-                                        } ?? 0
+                                        count =
+                                            out.baseAddress.map {
+                                                endpointmux__v1__daemon_process__pack(&message, $0)
+                                            } ?? 0
                                     }
                                 }
                             }
@@ -126,7 +127,7 @@ public struct DaemonIdentity: Hashable, Sendable {
             path = ProtobufC.string(endpoint.pointee.path)
         }
         guard let exePath = ProtobufC.string(m.exe_path), let boot = ProtobufC.string(m.boot_id),
-              let algorithm = ProtobufC.string(m.exe_hash_algorithm), let namespace, let path
+            let algorithm = ProtobufC.string(m.exe_hash_algorithm), let namespace, let path
         else { throw .undecodableMessage(type: "DaemonProcess", reason: "a string field is not valid UTF-8") }
         self.init(
             pid: m.pid, executablePath: exePath, executableHash: ProtobufC.bytes(m.exe_hash),

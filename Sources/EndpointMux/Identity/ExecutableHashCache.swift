@@ -64,9 +64,10 @@ package enum ExecutableHashCache {
 
     private static func key(_ info: stat) -> Key {
         let modified = info.st_mtim, changed = info.st_ctim
-        return Key(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                   modified: Int64(modified.tv_sec), modifiedNanoseconds: Int64(modified.tv_nsec),
-                   changed: Int64(changed.tv_sec), changedNanoseconds: Int64(changed.tv_nsec))
+        return Key(
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+            modified: Int64(modified.tv_sec), modifiedNanoseconds: Int64(modified.tv_nsec),
+            changed: Int64(changed.tv_sec), changedNanoseconds: Int64(changed.tv_nsec))
     }
 
     private static func withLock<R>(_ body: () -> R) -> R {

@@ -9,7 +9,8 @@ package enum IdentityFile {
         func array(_ bytes: [UInt8]) -> String {
             bytes.isEmpty ? "[]" : "[\n" + bytes.map { "    \($0)" }.joined(separator: ",\n") + "\n  ]"
         }
-        let legacy = identity.legacyExecutableSHA256.count == 32
+        let legacy =
+            identity.legacyExecutableSHA256.count == 32
             ? identity.legacyExecutableSHA256 : [UInt8](repeating: 0, count: 32)
         let idle = identity.idleTimeoutSeconds.map(String.init) ?? "null"
         return """
@@ -136,9 +137,12 @@ extension IdentityFile {
     /// numbers), `boot_id`, `ipc_endpoint` and `started_at_unix_ms` are required;
     /// `legacy_exe_sha256` and `idle_timeout_secs` are optional.
     /// - Throws: ``EndpointMuxError/malformedIdentityFile(path:reason:)``.
-    package static func decode(_ bytes: [UInt8], path: String = "<identity file>") throws(EndpointMuxError) -> DaemonIdentity {
+    package static func decode(
+        _ bytes: [UInt8], path: String = "<identity file>"
+    ) throws(EndpointMuxError) -> DaemonIdentity {
         func fail(_ reason: String) -> EndpointMuxError { .malformedIdentityFile(path: path, reason: reason) }
-        let parsed = bytes.withUnsafeBytes { raw in Result { () throws(JSONSyntaxError) in try JSONValue(parsing: raw) } }
+        let parsed = bytes.withUnsafeBytes { raw in Result { () throws(JSONSyntaxError) in try JSONValue(parsing: raw) }
+        }
         let root: JSONValue
         switch parsed {
         case let .success(value): root = value
@@ -157,7 +161,9 @@ extension IdentityFile {
         }
         func bytes32(_ key: String) throws(EndpointMuxError) -> [UInt8]? {
             guard let value = root[key], value != .null else { return nil }
-            guard let array = value.arrayValue, array.count == 32 else { throw fail("\(key) is not an array of 32 bytes") }
+            guard let array = value.arrayValue, array.count == 32 else {
+                throw fail("\(key) is not an array of 32 bytes")
+            }
             var out: [UInt8] = []
             for element in array {
                 guard let n = element.numberValue?.uint64, n <= 255 else { throw fail("\(key) holds a non-byte") }
@@ -166,12 +172,18 @@ extension IdentityFile {
             return out
         }
         let algorithm = try string("exe_hash_algorithm")
-        guard algorithm == DaemonIdentity.blake3Algorithm else { throw fail("exe_hash_algorithm \"\(algorithm)\" is not blake3") }
+        guard algorithm == DaemonIdentity.blake3Algorithm else {
+            throw fail("exe_hash_algorithm \"\(algorithm)\" is not blake3")
+        }
         guard let hash = try bytes32("exe_hash") else { throw fail("exe_hash is missing") }
-        guard let endpoint = root["ipc_endpoint"], case .object = endpoint else { throw fail("ipc_endpoint is missing") }
+        guard let endpoint = root["ipc_endpoint"], case .object = endpoint else {
+            throw fail("ipc_endpoint is missing")
+        }
         var idle: UInt32?
         if let value = root["idle_timeout_secs"], value != .null {
-            guard let n = value.numberValue?.uint64, n <= UInt64(UInt32.max) else { throw fail("idle_timeout_secs is invalid") }
+            guard let n = value.numberValue?.uint64, n <= UInt64(UInt32.max) else {
+                throw fail("idle_timeout_secs is invalid")
+            }
             idle = UInt32(n)
         }
         return DaemonIdentity(
@@ -180,7 +192,8 @@ extension IdentityFile {
             executableHash: hash,
             executableHashAlgorithm: algorithm,
             bootID: try string("boot_id"),
-            endpoint: IPCEndpoint(namespaceID: try string("namespace_id", in: endpoint), path: try string("path", in: endpoint)),
+            endpoint: IPCEndpoint(
+                namespaceID: try string("namespace_id", in: endpoint), path: try string("path", in: endpoint)),
             startedAtUnixMilliseconds: try unsigned("started_at_unix_ms", max: .max),
             idleTimeoutSeconds: idle,
             legacyExecutableSHA256: try bytes32("legacy_exe_sha256") ?? [UInt8](repeating: 0, count: 32))

@@ -58,18 +58,21 @@ package struct ServiceEndpoint: Hashable, Sendable {
             } else {
                 base = Self.join(environment.home ?? "", ".local/share")
             }
-            self.identityPath = Self.join(Self.join(Self.join(base, "running-process"), "services"),
-                                          name + ".identity.json")
+            self.identityPath = Self.join(
+                Self.join(Self.join(base, "running-process"), "services"),
+                name + ".identity.json")
         }
     }
 
     /// Whether `name` matches `[a-z0-9-]{1,64}`.
     package static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        return (1...64).contains(bytes.count) && bytes.allSatisfy {
-            ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
-                || $0 == UInt8(ascii: "-")
-        }
+        return (1...64).contains(bytes.count)
+            && bytes.allSatisfy {
+                ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z"))
+                    || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
+                    || $0 == UInt8(ascii: "-")
+            }
     }
 
     /// FNV-1a 32 of the string's UTF-8 bytes as 8 lower-case hex digits.

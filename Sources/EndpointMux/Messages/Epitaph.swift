@@ -76,9 +76,10 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
         ProtobufWireWriter.withCStringBytes(reason) { reasonBytes in
             let count = ProtobufWireWriter.epitaphByteCount(status: status.rawValue, reason: reasonBytes)
             return [UInt8](unsafeUninitializedCapacity: count) { out, written in
-                written = out.baseAddress.map {
-                    ProtobufWireWriter.writeEpitaph(status: status.rawValue, reason: reasonBytes, to: $0)
-                } ?? 0
+                written =
+                    out.baseAddress.map {
+                        ProtobufWireWriter.writeEpitaph(status: status.rawValue, reason: reasonBytes, to: $0)
+                    } ?? 0
             }
         }
     }
@@ -127,7 +128,9 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
                         n += ProtobufWireWriter.writeLengthPrefix(0x12, reasonBytes.count, to: s + n)
                         ProtobufWireWriter.append(&buffer, s, count: n)
                     }
-                    if let base = reasonBytes.baseAddress { ProtobufWireWriter.append(&buffer, base, count: reasonBytes.count) }
+                    if let base = reasonBytes.baseAddress {
+                        ProtobufWireWriter.append(&buffer, base, count: reasonBytes.count)
+                    }
                 }
                 return nil
             } catch {
@@ -143,7 +146,8 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
         ProtobufWireWriter.withCStringBytes(reason) { reasonBytes in
             let empty = UnsafeRawBufferPointer(start: nil, count: 0)
             let fields = FrameFields(
-                envelopeVersion: V1Framing.envelopeVersion, kind: FrameKind.event.rawValue, payloadProtocol: lane.rawValue,
+                envelopeVersion: V1Framing.envelopeVersion, kind: FrameKind.event.rawValue,
+                payloadProtocol: lane.rawValue,
                 requestID: 0, payloadEncoding: PayloadEncoding.none.rawValue, deadlineUnixMilliseconds: 0,
                 payloadByteCount: ProtobufWireWriter.epitaphByteCount(status: status.rawValue, reason: reasonBytes),
                 traceparent: empty, tracestate: empty)
@@ -155,7 +159,9 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// - Throws: ``FramingError/undecodableMessage(type:reason:)``.
     @_spi(Internals) public init(parsingMessage bytes: [UInt8]) throws(FramingError) {
         let message = bytes.withUnsafeBufferPointer { endpointmux__v1__epitaph__unpack(nil, $0.count, $0.baseAddress) }
-        guard let message else { throw .undecodableMessage(type: "Epitaph", reason: "libprotobuf-c rejected the bytes") }
+        guard let message else {
+            throw .undecodableMessage(type: "Epitaph", reason: "libprotobuf-c rejected the bytes")
+        }
         defer { endpointmux__v1__epitaph__free_unpacked(message, nil) }
         guard let reason = ProtobufC.string(message.pointee.reason) else {
             throw .undecodableMessage(type: "Epitaph", reason: "reason is not valid UTF-8")
@@ -171,7 +177,7 @@ public struct Epitaph: Error, Hashable, Sendable, CustomStringConvertible {
     /// Whether `frame` is an epitaph on `lane` (EVENT, request id 0), and if so which.
     package init?(v1Frame frame: Frame, lane: PayloadProtocol = .defaultEpitaph) {
         guard frame.kind == .event, frame.payloadProtocol == lane, frame.requestID == 0,
-              let epitaph = try? Epitaph(parsingMessage: frame.payload)
+            let epitaph = try? Epitaph(parsingMessage: frame.payload)
         else { return nil }
         self = epitaph
     }

@@ -54,8 +54,9 @@ public struct Frame: Hashable, Sendable {
     /// envelope 1, encoding NONE, the same lane, request id and trace fields, no deadline.
     public func response(payload: [UInt8]) -> Frame {
         // Empty trace fields (the common case) as literals: no retain of the request's strings.
-        Frame(kind: .response, payloadProtocol: payloadProtocol, payload: payload, requestID: requestID,
-              traceparent: traceparent.isEmpty ? "" : traceparent, tracestate: tracestate.isEmpty ? "" : tracestate)
+        Frame(
+            kind: .response, payloadProtocol: payloadProtocol, payload: payload, requestID: requestID,
+            traceparent: traceparent.isEmpty ? "" : traceparent, tracestate: tracestate.isEmpty ? "" : tracestate)
     }
 
     /// Decodes a frame body (the bytes after the 5-byte header) with libprotobuf-c.
@@ -71,7 +72,7 @@ public struct Frame: Hashable, Sendable {
         defer { endpointmux__v1__frame__free_unpacked(message, nil) }
         let m = message.pointee
         guard let traceparent = ProtobufC.string(m.traceparent),
-              let tracestate = ProtobufC.string(m.tracestate)
+            let tracestate = ProtobufC.string(m.tracestate)
         else { throw .undecodableFrame(reason: "trace field is not valid UTF-8") }
         self.init(
             envelopeVersion: m.envelope_version,
@@ -94,10 +95,13 @@ public struct Frame: Hashable, Sendable {
     /// Decodes one whole frame, header included, that fills `bytes` exactly.
     /// - Throws: ``FramingError`` for a bad header, a length that disagrees with
     ///   `bytes.count`, or an undecodable body.
-    @_spi(Internals) public init(parsingFrame bytes: [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) {
+    @_spi(Internals) public init(
+        parsingFrame bytes: [UInt8], maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(FramingError) {
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(FramingError) -> Frame in
-                guard case let .header(length) = try V1Framing.readHeader(raw, maxBodyByteCount: maxBodyByteCount) else {
+                guard case let .header(length) = try V1Framing.readHeader(raw, maxBodyByteCount: maxBodyByteCount)
+                else {
                     throw .truncated(expected: V1Framing.headerByteCount, available: raw.count)
                 }
                 guard raw.count == V1Framing.headerByteCount + length else {
@@ -122,14 +126,17 @@ public struct Frame: Hashable, Sendable {
 
     /// Header and body, ready to write, in one exactly-sized allocation.
     /// - Throws: ``FramingError/frameTooLarge(length:limit:)`` when the body exceeds the cap.
-    @_spi(Internals) public func encoded(maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount) throws(FramingError) -> [UInt8] {
+    @_spi(Internals) public func encoded(
+        maxBodyByteCount: Int = V1Framing.defaultMaxBodyByteCount
+    ) throws(FramingError) -> [UInt8] {
         if Self.bothEmpty(traceparent, tracestate) {
             // No trace fields (most frames): size and check first, then one borrow of the payload.
             let fields = FrameFields(
                 envelopeVersion: envelopeVersion, kind: kind.rawValue, payloadProtocol: payloadProtocol.rawValue,
                 requestID: requestID, payloadEncoding: payloadEncoding.rawValue,
                 deadlineUnixMilliseconds: deadlineUnixMilliseconds, payloadByteCount: payload.count,
-                traceparent: UnsafeRawBufferPointer(start: nil, count: 0), tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
+                traceparent: UnsafeRawBufferPointer(start: nil, count: 0),
+                tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
             let body = fields.bodyByteCount
             try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
             return payload.withUnsafeBytes { payloadBytes in
@@ -174,7 +181,8 @@ public struct Frame: Hashable, Sendable {
                 envelopeVersion: envelopeVersion, kind: kind.rawValue, payloadProtocol: payloadProtocol.rawValue,
                 requestID: requestID, payloadEncoding: payloadEncoding.rawValue,
                 deadlineUnixMilliseconds: deadlineUnixMilliseconds, payloadByteCount: payload.count,
-                traceparent: UnsafeRawBufferPointer(start: nil, count: 0), tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
+                traceparent: UnsafeRawBufferPointer(start: nil, count: 0),
+                tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
             try ProtobufWireWriter.checkBodyByteCount(fields.bodyByteCount, maxBodyByteCount: maxBodyByteCount)
             payload.withUnsafeBytes { payloadBytes in
                 // Cannot throw: the size was checked above.
@@ -213,11 +221,13 @@ public struct Frame: Hashable, Sendable {
         payload.withUnsafeBytes { payloadBytes in
             ProtobufWireWriter.withCStringBytes(traceparent) { traceparentBytes in
                 ProtobufWireWriter.withCStringBytes(tracestate) { tracestateBytes in
-                    body(FrameFields(
-                        envelopeVersion: envelopeVersion, kind: kind.rawValue, payloadProtocol: payloadProtocol.rawValue,
-                        requestID: requestID, payloadEncoding: payloadEncoding.rawValue,
-                        deadlineUnixMilliseconds: deadlineUnixMilliseconds, payloadByteCount: payloadBytes.count,
-                        traceparent: traceparentBytes, tracestate: tracestateBytes), payloadBytes)
+                    body(
+                        FrameFields(
+                            envelopeVersion: envelopeVersion, kind: kind.rawValue,
+                            payloadProtocol: payloadProtocol.rawValue,
+                            requestID: requestID, payloadEncoding: payloadEncoding.rawValue,
+                            deadlineUnixMilliseconds: deadlineUnixMilliseconds, payloadByteCount: payloadBytes.count,
+                            traceparent: traceparentBytes, tracestate: tracestateBytes), payloadBytes)
                 }
             }
         }

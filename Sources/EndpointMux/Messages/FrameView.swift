@@ -60,14 +60,16 @@
                     } else if end &- q >= 8 {
                         // Eight bytes at once (request ids are often 9–10 byte varints).
                         guard let decoded = Self.wideVarint(base, &q, end) else {
-                            throw .undecodableFrame(reason: ProtobufWireError.unterminatedVarint(offset: p &+ 1).description)
+                            throw .undecodableFrame(
+                                reason: ProtobufWireError.unterminatedVarint(offset: p &+ 1).description)
                         }
                         value = decoded
                     } else {
                         var shift: UInt64 = 0
                         while true {
                             guard q < end, shift < 70 else {
-                                throw .undecodableFrame(reason: ProtobufWireError.unterminatedVarint(offset: p &+ 1).description)
+                                throw .undecodableFrame(
+                                    reason: ProtobufWireError.unterminatedVarint(offset: p &+ 1).description)
                             }
                             let b = base.load(fromByteOffset: q, as: UInt8.self)
                             value |= UInt64(b & 0x7F) &<< shift
@@ -91,7 +93,8 @@
                     var shift = 0
                     while true {
                         guard q < end, shift < 35 else {
-                            throw .undecodableFrame(reason: ProtobufWireError.badLengthPrefix(offset: p &+ 1).description)
+                            throw .undecodableFrame(
+                                reason: ProtobufWireError.badLengthPrefix(offset: p &+ 1).description)
                         }
                         let b = base.load(fromByteOffset: q, as: UInt8.self)
                         length |= Int(b & 0x7F) &<< shift
@@ -125,8 +128,10 @@
                         // or a wire type its schema does not allow.
                         let lengthDelimited = field.number == 4 || field.number >= 8
                         guard field.wireType == (lengthDelimited ? .lengthDelimited : .varint) else {
-                            throw .undecodableFrame(reason: ProtobufWireError.wrongWireType(
-                                field: field.number, offset: field.valueStart).description)
+                            throw .undecodableFrame(
+                                reason: ProtobufWireError.wrongWireType(
+                                    field: field.number, offset: field.valueStart
+                                ).description)
                         }
                         let value = field.valueStart..<(field.valueStart + field.valueLength)
                         switch field.number {
@@ -216,11 +221,12 @@
 
     /// Copies the frame out of `buffer` (the buffer this view was parsed from).
     @_spi(Internals) public func frame(in buffer: UnsafeRawBufferPointer) -> Frame {
-        Frame(envelopeVersion: envelopeVersion, kind: kind, payloadProtocol: payloadProtocol,
-              payload: Array(UnsafeRawBufferPointer(rebasing: buffer[payloadRange])), requestID: requestID,
-              payloadEncoding: payloadEncoding, deadlineUnixMilliseconds: deadlineUnixMilliseconds,
-              traceparent: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[traceparentRange]), as: UTF8.self),
-              tracestate: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[tracestateRange]), as: UTF8.self))
+        Frame(
+            envelopeVersion: envelopeVersion, kind: kind, payloadProtocol: payloadProtocol,
+            payload: Array(UnsafeRawBufferPointer(rebasing: buffer[payloadRange])), requestID: requestID,
+            payloadEncoding: payloadEncoding, deadlineUnixMilliseconds: deadlineUnixMilliseconds,
+            traceparent: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[traceparentRange]), as: UTF8.self),
+            tracestate: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[tracestateRange]), as: UTF8.self))
     }
 
     /// Copies the frame out of `buffer` (the array this view was parsed from).

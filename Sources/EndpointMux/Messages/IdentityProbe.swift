@@ -36,8 +36,9 @@
 
     /// The probe as a `Frame` on ``PayloadProtocol/identityProbe``.
     @_spi(Internals) public var frame: Frame {
-        Frame(payloadProtocol: .identityProbe, payload: nonce, requestID: requestID,
-              traceparent: traceparent, tracestate: tracestate)
+        Frame(
+            payloadProtocol: .identityProbe, payload: nonce, requestID: requestID,
+            traceparent: traceparent, tracestate: tracestate)
     }
 
     /// Validates a probe frame as the reference's `validate_endpoint_probe_request_frame`:
@@ -47,8 +48,10 @@
         try Self.validate(view)
         self.nonce = Array(view.payload(in: buffer))
         self.requestID = view.requestID
-        self.traceparent = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[view.traceparentRange]), as: UTF8.self)
-        self.tracestate = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[view.tracestateRange]), as: UTF8.self)
+        self.traceparent = String(
+            decoding: UnsafeRawBufferPointer(rebasing: buffer[view.traceparentRange]), as: UTF8.self)
+        self.tracestate = String(
+            decoding: UnsafeRawBufferPointer(rebasing: buffer[view.tracestateRange]), as: UTF8.self)
     }
 
     static func validate(_ view: FrameView) throws(ProbeError) {
@@ -112,14 +115,16 @@
         self.identity = identity
         var payload = identity.encodedDaemonProcess()
         if includeLegacyTail {
-            let tail = identity.legacyExecutableSHA256.count == 32
+            let tail =
+                identity.legacyExecutableSHA256.count == 32
                 ? identity.legacyExecutableSHA256 : [UInt8](repeating: 0, count: 32)
             payload += [0x1A, 0x20] + tail
         }
         self.identityPayload = payload
-        let fields = Self.fields(payloadByteCount: ProbeRequest.nonceByteCount + payload.count,
-                                 requestID: 0, traceparent: UnsafeRawBufferPointer(start: nil, count: 0),
-                                 tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
+        let fields = Self.fields(
+            payloadByteCount: ProbeRequest.nonceByteCount + payload.count,
+            requestID: 0, traceparent: UnsafeRawBufferPointer(start: nil, count: 0),
+            tracestate: UnsafeRawBufferPointer(start: nil, count: 0))
         let headCount = V1Framing.headerByteCount + fields.headFieldsByteCount
         self.nonceOffset = headCount
         self.template = [UInt8](unsafeUninitializedCapacity: headCount + fields.payloadByteCount) { out, count in
@@ -129,7 +134,9 @@
             (base + n).initialize(repeating: 0, count: ProbeRequest.nonceByteCount)
             n += ProbeRequest.nonceByteCount
             payload.withUnsafeBufferPointer { identityBytes in
-                if let source = identityBytes.baseAddress { (base + n).initialize(from: source, count: identityBytes.count) }
+                if let source = identityBytes.baseAddress {
+                    (base + n).initialize(from: source, count: identityBytes.count)
+                }
             }
             count = n + payload.count
         }
@@ -142,17 +149,19 @@
     ) throws(FramingError) -> [UInt8] {
         guard request.nonce.count == ProbeRequest.nonceByteCount else {
             // Only reachable by editing `nonce` after validation: the general encoder.
-            let response = Frame(kind: .response, payloadProtocol: .identityProbe,
-                                 payload: request.nonce + identityPayload, requestID: request.requestID,
-                                 traceparent: request.traceparent, tracestate: request.tracestate)
+            let response = Frame(
+                kind: .response, payloadProtocol: .identityProbe,
+                payload: request.nonce + identityPayload, requestID: request.requestID,
+                traceparent: request.traceparent, tracestate: request.tracestate)
             return try response.encoded(maxBodyByteCount: maxBodyByteCount)
         }
         let result = request.nonce.withUnsafeBytes { nonce in
             ProtobufWireWriter.withCStringBytes(request.traceparent) { traceparent in
                 ProtobufWireWriter.withCStringBytes(request.tracestate) { tracestate in
                     Result { () throws(FramingError) in
-                        try answer(nonce: nonce, requestID: request.requestID, traceparent: traceparent,
-                                   tracestate: tracestate, maxBodyByteCount: maxBodyByteCount)
+                        try answer(
+                            nonce: nonce, requestID: request.requestID, traceparent: traceparent,
+                            tracestate: tracestate, maxBodyByteCount: maxBodyByteCount)
                     }
                 }
             }
@@ -199,7 +208,9 @@
             try fields.appendFrame(to: &output, maxBodyByteCount: maxBodyByteCount) { output in
                 if let base = nonce.baseAddress { ProtobufWireWriter.append(&output, base, count: nonce.count) }
                 identityPayload.withUnsafeBytes { identityBytes in
-                    if let base = identityBytes.baseAddress { ProtobufWireWriter.append(&output, base, count: identityBytes.count) }
+                    if let base = identityBytes.baseAddress {
+                        ProtobufWireWriter.append(&output, base, count: identityBytes.count)
+                    }
                 }
             }
         } catch {
@@ -210,7 +221,8 @@
     /// The answer's frame fields.
     @inline(__always)
     private static func fields(
-        payloadByteCount: Int, requestID: UInt64, traceparent: UnsafeRawBufferPointer, tracestate: UnsafeRawBufferPointer
+        payloadByteCount: Int, requestID: UInt64, traceparent: UnsafeRawBufferPointer,
+        tracestate: UnsafeRawBufferPointer
     ) -> FrameFields {
         FrameFields(
             envelopeVersion: V1Framing.envelopeVersion, kind: FrameKind.response.rawValue,
@@ -229,7 +241,8 @@
     ) throws(FramingError) -> [UInt8] {
         let fields = Self.fields(
             payloadByteCount: ProbeRequest.nonceByteCount + identityPayload.count, requestID: requestID,
-            traceparent: ProtobufWireWriter.cStringPrefix(traceparent), tracestate: ProtobufWireWriter.cStringPrefix(tracestate))
+            traceparent: ProtobufWireWriter.cStringPrefix(traceparent),
+            tracestate: ProtobufWireWriter.cStringPrefix(tracestate))
         let tailCount = fields.tailFieldsByteCount + fields.traceparent.count + fields.tracestate.count
         let total = template.count + tailCount
         let body = total - V1Framing.headerByteCount
@@ -243,7 +256,8 @@
                     UnsafeMutableRawPointer(base).copyMemory(from: templateBase, byteCount: template.count)
                 }
                 ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: base)
-                UnsafeMutableRawPointer(base + nonceOffset).copyMemory(from: nonceBase, byteCount: ProbeRequest.nonceByteCount)
+                UnsafeMutableRawPointer(base + nonceOffset).copyMemory(
+                    from: nonceBase, byteCount: ProbeRequest.nonceByteCount)
                 _ = fields.writeTail(to: base + template.count)
             }
         }
@@ -272,11 +286,12 @@
         }
         guard frame.payloadEncoding == .none else { throw .badEnvelope("encoding \(frame.payloadEncoding)") }
         guard frame.payload.count >= ProbeRequest.nonceByteCount,
-              frame.payload.prefix(ProbeRequest.nonceByteCount).elementsEqual(request.nonce)
+            frame.payload.prefix(ProbeRequest.nonceByteCount).elementsEqual(request.nonce)
         else { throw .nonceMismatch }
         let decoded = frame.payload.withUnsafeBytes { raw in
             Result { () throws(FramingError) in
-                try DaemonIdentity(parsingDaemonProcess: UnsafeRawBufferPointer(rebasing: raw[ProbeRequest.nonceByteCount...]))
+                try DaemonIdentity(
+                    parsingDaemonProcess: UnsafeRawBufferPointer(rebasing: raw[ProbeRequest.nonceByteCount...]))
             }
         }
         let identity: DaemonIdentity
@@ -295,4 +310,3 @@
         self.requestID = frame.requestID
     }
 }
-

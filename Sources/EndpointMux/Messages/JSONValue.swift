@@ -251,7 +251,9 @@ public enum JSONValue: Hashable, Sendable, ExpressibleByStringLiteral, Expressib
     /// - Throws: ``JSONSyntaxError``, with ``JSONSyntaxError/Reason/unexpectedEndOfInput``
     ///   for an empty or cut-short input and ``JSONSyntaxError/Reason/trailingBytes(_:)``
     ///   for anything but whitespace after the value.
-    @_spi(Internals) public init(parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()) throws(JSONSyntaxError) {
+    @_spi(Internals) public init(
+        parsing bytes: UnsafeRawBufferPointer, limits: JSONLimits = .init()
+    ) throws(JSONSyntaxError) {
         var scanner = JSONScanner(limits: limits)
         switch scanner.scan(bytes, endOfInput: true) {
         case .needMore:

@@ -93,7 +93,8 @@ public struct JSONCodingError: Error, Hashable, Sendable, CustomStringConvertibl
         if let error = error as? EncodingError {
             switch error {
             case let .invalidValue(value, context):
-                return JSONCodingError(.invalidValue, context.codingPath, "\(context.debugDescription) (\(type(of: value)))")
+                return JSONCodingError(
+                    .invalidValue, context.codingPath, "\(context.debugDescription) (\(type(of: value)))")
             @unknown default:
                 return JSONCodingError(.other, [], "\(error)")
             }
@@ -101,9 +102,11 @@ public struct JSONCodingError: Error, Hashable, Sendable, CustomStringConvertibl
         if let error = error as? DecodingError {
             switch error {
             case let .typeMismatch(type, context):
-                return JSONCodingError(.typeMismatch, context.codingPath, "expected \(type): \(context.debugDescription)")
+                return JSONCodingError(
+                    .typeMismatch, context.codingPath, "expected \(type): \(context.debugDescription)")
             case let .valueNotFound(type, context):
-                return JSONCodingError(.valueNotFound, context.codingPath, "expected \(type): \(context.debugDescription)")
+                return JSONCodingError(
+                    .valueNotFound, context.codingPath, "expected \(type): \(context.debugDescription)")
             case let .keyNotFound(key, context):
                 return JSONCodingError(.keyNotFound, context.codingPath + [key], context.debugDescription)
             case let .dataCorrupted(context):
@@ -156,7 +159,8 @@ package struct JSONValueEncoder: Sendable {
         do { result = try encoder.box.materialize(path: []) } catch { throw JSONCodingError.wrapping(error) }
         let size = result.serialized().count
         guard size <= limits.maxMessageBytes else {
-            throw JSONCodingError(.messageTooLarge, [], "\(size) bytes of JSON text; the limit is \(limits.maxMessageBytes)")
+            throw JSONCodingError(
+                .messageTooLarge, [], "\(size) bytes of JSON text; the limit is \(limits.maxMessageBytes)")
         }
         return result
     }
@@ -227,7 +231,9 @@ extension JSONValue: Codable {
         }
         if let object = try? decoder.container(keyedBy: AnyCodingKey.self) {
             var members = JSONObject()
-            for key in object.allKeys { members.append(key: key.stringValue, value: try object.decode(JSONValue.self, forKey: key)) }
+            for key in object.allKeys {
+                members.append(key: key.stringValue, value: try object.decode(JSONValue.self, forKey: key))
+            }
             self = .object(members)
             return
         }
@@ -270,7 +276,9 @@ extension JSONValue: Codable {
                 try single.encode(double)
             } else {
                 throw EncodingError.invalidValue(
-                    number.text, EncodingError.Context(codingPath: encoder.codingPath, debugDescription: "number out of Double's range"))
+                    number.text,
+                    EncodingError.Context(
+                        codingPath: encoder.codingPath, debugDescription: "number out of Double's range"))
             }
         case let .string(text):
             var single = encoder.singleValueContainer()
@@ -431,7 +439,8 @@ final class TreeEncoder: Encoder {
     /// Throws the recorded limit failure, if any.
     func checkUsable(_ usable: Bool) throws(JSONCodingError) {
         if !usable || context.failure != nil {
-            throw context.failure ?? JSONCodingError(.nestingTooDeep, codingPath, "more than \(context.maxDepth) nested containers")
+            throw context.failure
+                ?? JSONCodingError(.nestingTooDeep, codingPath, "more than \(context.maxDepth) nested containers")
         }
     }
 
@@ -466,7 +475,9 @@ final class TreeEncoder: Encoder {
         case let value as UInt32: return .number(JSONNumber(UInt64(value)))
         case let value as UInt64: return .number(JSONNumber(value))
         case let value as Double:
-            guard let number = JSONNumber(value) else { throw JSONCodingError(.nonFiniteNumber, path, "\(value) is not a JSON number") }
+            guard let number = JSONNumber(value) else {
+                throw JSONCodingError(.nonFiniteNumber, path, "\(value) is not a JSON number")
+            }
             return .number(number)
         case let value as Float:
             guard value.isFinite, let number = JSONNumber(text: value.description) else {
@@ -551,7 +562,9 @@ struct UnkeyedTreeEncoder: UnkeyedEncodingContainer {
         try encoder.child(box, key: key).encodeValue(value)
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type
+    ) -> KeyedEncodingContainer<NestedKey> {
         let (box, key) = nextBox()
         return encoder.child(box, key: key).container(keyedBy: NestedKey.self)
     }
@@ -591,7 +604,10 @@ final class TreeDecoder: Decoder {
     let info: [CodingUserInfoKey: any Sendable]
     var userInfo: [CodingUserInfoKey: Any] { info.mapValues { $0 } }
 
-    init(value: JSONValue, codingPath: [any CodingKey], depth: Int, maxDepth: Int, info: [CodingUserInfoKey: any Sendable]) {
+    init(
+        value: JSONValue, codingPath: [any CodingKey], depth: Int, maxDepth: Int,
+        info: [CodingUserInfoKey: any Sendable]
+    ) {
         self.value = value
         self.codingPath = codingPath
         self.depth = depth
@@ -786,7 +802,9 @@ struct UnkeyedTreeDecoder: UnkeyedDecodingContainer {
         return value
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy type: NestedKey.Type
+    ) throws -> KeyedDecodingContainer<NestedKey> {
         let container = try current().container(keyedBy: NestedKey.self)
         currentIndex += 1
         return container

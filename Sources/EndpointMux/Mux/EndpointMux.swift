@@ -94,7 +94,9 @@ public struct EndpointMux: Sendable {
     }
 
     /// Decides what the front of `bytes` is; see ``poll(_:queuedFileDescriptors:endOfInput:)-(UnsafeRawBufferPointer,_,_)``.
-    @_spi(Internals) public func poll(_ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false) throws(MuxError) -> MuxVerdict {
+    @_spi(Internals) public func poll(
+        _ bytes: [UInt8], queuedFileDescriptors: Int = 0, endOfInput: Bool = false
+    ) throws(MuxError) -> MuxVerdict {
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(MuxError) in
                 try poll(raw, queuedFileDescriptors: queuedFileDescriptors, endOfInput: endOfInput)

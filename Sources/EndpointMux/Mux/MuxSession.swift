@@ -50,8 +50,12 @@
             if start == buffer.count {
                 if endOfInput { return .endOfStream }
                 if buffer.count > mux.limits.control.maxMessageBytes {
-                    throw .control(.framing(JSONSyntaxError(offset: buffer.count, reason: .whitespaceTooLong(
-                        limit: mux.limits.control.maxMessageBytes))))
+                    throw .control(
+                        .framing(
+                            JSONSyntaxError(
+                                offset: buffer.count,
+                                reason: .whitespaceTooLong(
+                                    limit: mux.limits.control.maxMessageBytes))))
                 }
                 return .needMoreBytes
             }
@@ -86,7 +90,8 @@
         }
         switch step {
         case .needMoreBytes: return .needMoreBytes
-        case let .needMoreFileDescriptors(needed, queued): return .needMoreFileDescriptors(needed: needed, queued: queued)
+        case let .needMoreFileDescriptors(needed, queued):
+            return .needMoreFileDescriptors(needed: needed, queued: queued)
         case .endOfStream: return .endOfStream
         case let .message(message, fileDescriptors, consumed):
             hasSpokenControl = true

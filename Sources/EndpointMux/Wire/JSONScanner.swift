@@ -250,7 +250,9 @@
     ///     ``JSONSyntaxError/Reason/unexpectedEndOfInput``; a buffer of only whitespace
     ///     gives `.needMore` (there is no value).
     /// - Precondition: `buffer.count` is at least the count of the previous call's buffer.
-    @_spi(Internals) public mutating func scan(_ buffer: UnsafeRawBufferPointer, endOfInput: Bool = false) -> JSONScanStatus {
+    @_spi(Internals) public mutating func scan(
+        _ buffer: UnsafeRawBufferPointer, endOfInput: Bool = false
+    ) -> JSONScanStatus {
         if let finished { return finished }
         precondition(buffer.count >= position, "JSONScanner: the buffer shrank between calls")
         let before = position

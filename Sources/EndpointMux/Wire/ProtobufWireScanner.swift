@@ -87,8 +87,9 @@ struct ProtobufWireScanner {
             }
             guard value <= UInt64(remaining - prefix) else { throw .truncated(offset: tagOffset) }
             defer { offset += prefix + Int(value) }
-            return Field(number: number, wireType: .lengthDelimited, valueStart: offset + prefix,
-                         valueLength: Int(value))
+            return Field(
+                number: number, wireType: .lengthDelimited, valueStart: offset + prefix,
+                valueLength: Int(value))
         case 1:
             guard remaining >= 8 else { throw .truncated(offset: tagOffset) }
             defer { offset += 8 }

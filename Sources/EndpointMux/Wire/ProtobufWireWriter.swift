@@ -95,7 +95,9 @@ package enum ProtobufWireWriter {
     /// `bytes` up to (not including) the first NUL: what libprotobuf-c packs for a C string.
     @inline(__always)
     package static func cStringPrefix(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        guard let base = bytes.baseAddress, bytes.count != 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        guard let base = bytes.baseAddress, bytes.count != 0 else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
         guard let nul = memchrBytes(base, count: bytes.count) else { return bytes }
         return UnsafeRawBufferPointer(start: base, count: nul)
     }
@@ -114,7 +116,8 @@ package enum ProtobufWireWriter {
     @inline(__always)
     package static func withCStringBytes<R>(_ string: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         if string.isEmpty { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        if let result = string.utf8.withContiguousStorageIfAvailable({ body(cStringPrefix(UnsafeRawBufferPointer($0))) }) {
+        if let result = string.utf8.withContiguousStorageIfAvailable({ body(cStringPrefix(UnsafeRawBufferPointer($0))) }
+        ) {
             return result
         }
         let copy = Array(string.utf8)
@@ -127,7 +130,8 @@ package enum ProtobufWireWriter {
     @inline(__always)
     package static func writeV1Header(bodyByteCount: Int, to out: UnsafeMutablePointer<UInt8>) {
         out.pointee = V1Framing.framingByte
-        UnsafeMutableRawPointer(out + 1).storeBytes(of: UInt32(truncatingIfNeeded: bodyByteCount).littleEndian, as: UInt32.self)
+        UnsafeMutableRawPointer(out + 1).storeBytes(
+            of: UInt32(truncatingIfNeeded: bodyByteCount).littleEndian, as: UInt32.self)
     }
 
     /// Checks a body length against the cap and the u32 length field.
@@ -296,7 +300,9 @@ package struct FrameFields {
             // uniqueness and capacity check of `buffer` instead of one per piece.
             try ProtobufWireWriter.checkBodyByteCount(body, maxBodyByteCount: maxBodyByteCount)
             let total = V1Framing.headerByteCount &+ body
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: V1Framing.headerByteCount + Self.stagedBodyByteCount) { scratch in
+            withUnsafeTemporaryAllocation(
+                of: UInt8.self, capacity: V1Framing.headerByteCount + Self.stagedBodyByteCount
+            ) { scratch in
                 guard let s = scratch.baseAddress else { return }
                 ProtobufWireWriter.writeV1Header(bodyByteCount: body, to: s)
                 _ = writeBody(payload: payload, to: s + V1Framing.headerByteCount)
@@ -364,7 +370,9 @@ extension ProtobufWireWriter {
 
     /// Writes an `Epitaph` message; returns the bytes written.
     @inline(__always)
-    package static func writeEpitaph(status: Int32, reason: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) -> Int {
+    package static func writeEpitaph(
+        status: Int32, reason: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>
+    ) -> Int {
         let n = writeVarintField(0x08, zigzag(status), to: out)
         return n &+ writeLengthDelimitedField(0x12, reason, to: out + n)
     }

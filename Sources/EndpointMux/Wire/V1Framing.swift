@@ -51,8 +51,10 @@
             throw .frameTooLarge(length: UInt64(max(0, bodyByteCount)), limit: maxBodyByteCount)
         }
         let length = UInt32(bodyByteCount)
-        return [framingByte, UInt8(truncatingIfNeeded: length), UInt8(truncatingIfNeeded: length >> 8),
-                UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 24)]
+        return [
+            framingByte, UInt8(truncatingIfNeeded: length), UInt8(truncatingIfNeeded: length >> 8),
+            UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 24),
+        ]
     }
 }
 

@@ -1,7 +1,6 @@
 @_spi(Internals) public import EndpointMux
 import Glibc
 
-
 /// A client of a ``BrokerServer``: `listen`, `accept`, `connect`, `close` as `async` calls
 /// that return the sockets the broker passes.
 ///
@@ -69,17 +68,23 @@ public final class BrokerClient: Sendable {
     /// Asks the broker to connect to `endpoint`; the socket arrives once connected.
     /// - Parameter endpoint: where to connect (a `pair` endpoint is not allowed here).
     /// - Parameter timeout: the broker gives up after this long (its default: 30 s).
-    public func connect(_ endpoint: BrokerEndpoint, timeout: Duration? = nil) async throws(EndpointMuxError) -> OwnedFileDescriptor {
+    public func connect(
+        _ endpoint: BrokerEndpoint, timeout: Duration? = nil
+    ) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         try await connect(.endpoint(endpoint), timeout: timeout)
     }
 
     /// Connects to a `pair` listener (this client's or another's); the socket arrives once an
     /// `accept` on it took the other end.
-    public func connect(listener: BrokerListenerID, timeout: Duration? = nil) async throws(EndpointMuxError) -> OwnedFileDescriptor {
+    public func connect(
+        listener: BrokerListenerID, timeout: Duration? = nil
+    ) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         try await connect(.listener(listener), timeout: timeout)
     }
 
-    private func connect(_ target: BrokerConnectTarget, timeout: Duration?) async throws(EndpointMuxError) -> OwnedFileDescriptor {
+    private func connect(
+        _ target: BrokerConnectTarget, timeout: Duration?
+    ) async throws(EndpointMuxError) -> OwnedFileDescriptor {
         let milliseconds = timeout.map { duration -> Int in
             let (seconds, attoseconds) = duration.components
             return Int(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
@@ -177,7 +182,8 @@ final class BrokerClientCore: @unchecked Sendable {
         }
         let message = ControlMessage.request(ControlRequest(method: method, params: params, id: id))
         let outcome = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>) in
+            await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>) in
                 let failure = lock.withLock { () -> EndpointMuxError? in
                     if let ended { return ended }
                     waiting[id] = continuation
@@ -237,7 +243,9 @@ final class BrokerClientCore: @unchecked Sendable {
             let queued = queue.count
             let eof = endOfInput
             let decoded = input.withUnsafeBytes { raw in
-                Result { () throws(ControlError) in try decoder.decode(raw, queuedFileDescriptors: queued, endOfInput: eof) }
+                Result { () throws(ControlError) in
+                    try decoder.decode(raw, queuedFileDescriptors: queued, endOfInput: eof)
+                }
             }
             let step: ControlDecoderStep
             switch decoded {
@@ -258,7 +266,8 @@ final class BrokerClientCore: @unchecked Sendable {
                 case let .notification(notification) where notification.method == ControlNotification.epitaphMethod:
                     let status = notification.params?["status"]?.numberValue?.int64 ?? 0
                     let reason = notification.params?["reason"]?.stringValue ?? ""
-                    failure = .epitaph(Epitaph(status: EpitaphStatus(rawValue: Int32(clamping: status)), reason: reason))
+                    failure = .epitaph(
+                        Epitaph(status: EpitaphStatus(rawValue: Int32(clamping: status)), reason: reason))
                     break reading
                 case .notification, .request:
                     continue
@@ -281,7 +290,9 @@ final class BrokerClientCore: @unchecked Sendable {
                     }
                     if case .endOfFile = outcome { endOfInput = true }
                 } catch {
-                    if error.errno == ECONNRESET { failure = .peerClosed } else {
+                    if error.errno == ECONNRESET {
+                        failure = .peerClosed
+                    } else {
                         failure = .transport(error)
                     }
                     break reading

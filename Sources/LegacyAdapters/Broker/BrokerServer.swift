@@ -70,9 +70,10 @@ public final class BrokerServer: Sendable {
         }
         self.socketPath = socketPath
         self.mux = mux
-        self.state = BrokerState(loop: group.next(), mux: mux, options: options,
-                                 machine: BrokerStateMachine(policy: policy, limits: limits), pool: pool,
-                                 telemetry: ConnectionTelemetry(logger: logger, metricsDimensions: [("service", name)]))
+        self.state = BrokerState(
+            loop: group.next(), mux: mux, options: options,
+            machine: BrokerStateMachine(policy: policy, limits: limits), pool: pool,
+            telemetry: ConnectionTelemetry(logger: logger, metricsDimensions: [("service", name)]))
         state.start(listener: listener.release())
     }
 
@@ -161,8 +162,10 @@ final class BrokerState: @unchecked Sendable {
     /// Opens kernel listeners (bind can be slow; see ``perform(_:now:)``).
     private let pool: WorkerPool
 
-    init(loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine, pool: WorkerPool,
-         telemetry: ConnectionTelemetry) {
+    init(
+        loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions, machine: BrokerStateMachine, pool: WorkerPool,
+        telemetry: ConnectionTelemetry
+    ) {
         self.pool = pool
         self.telemetry = telemetry
         self.loop = loop
@@ -189,8 +192,9 @@ final class BrokerState: @unchecked Sendable {
     private var isStopping: Bool { lock.withLock { stopped } }
 
     func statistics() -> BrokerServer.Statistics {
-        BrokerServer.Statistics(clients: machine.clientCount, listeners: machine.listenerCount,
-                                waiting: machine.waitingCount, connecting: machine.connectingCount)
+        BrokerServer.Statistics(
+            clients: machine.clientCount, listeners: machine.listenerCount,
+            waiting: machine.waitingCount, connecting: machine.connectingCount)
     }
 
     var nextDeadline: ContinuousClock.Instant? { machine.nextDeadline }
@@ -207,8 +211,10 @@ final class BrokerState: @unchecked Sendable {
         let client = BrokerClientID(nextClient)
         nextClient += 1
         let uid = peerUID(fd) ?? UInt32.max
-        let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options,
-                                        telemetry: telemetry) { [self] _, events in
+        let connection = LoopConnection(
+            taking: fd, loop: loop, mux: mux, options: options,
+            telemetry: telemetry
+        ) { [self] _, events in
             handle(events, from: client)
         }
         clients[client] = connection
@@ -266,8 +272,10 @@ final class BrokerState: @unchecked Sendable {
     }
 
     /// A listener was opened (or not) on the worker.
-    private func listenFinished(_ id: BrokerListenerID, _ outcome: Result<(fd: Int32, bound: BrokerEndpoint), BrokerSockets.Failure>,
-                                unlinkPath: String?) {
+    private func listenFinished(
+        _ id: BrokerListenerID, _ outcome: Result<(fd: Int32, bound: BrokerEndpoint), BrokerSockets.Failure>,
+        unlinkPath: String?
+    ) {
         switch outcome {
         case let .success((fd, bound)):
             if machine.listenOpened(id, endpoint: bound) {
@@ -335,7 +343,9 @@ final class BrokerState: @unchecked Sendable {
             // thousands of ports in TIME_WAIT): done on a worker so the loop keeps answering.
             let unlinkPath: String? = if case let .unix(path) = endpoint { path } else { nil }
             pool.submit { [self] in
-                let outcome = Result { () throws(BrokerSockets.Failure) in try BrokerSockets.listen(on: endpoint, backlog: backlog) }
+                let outcome = Result { () throws(BrokerSockets.Failure) in
+                    try BrokerSockets.listen(on: endpoint, backlog: backlog)
+                }
                 loop.execute { [self] in listenFinished(id, outcome, unlinkPath: unlinkPath) }
             }
 
@@ -386,8 +396,9 @@ final class BrokerState: @unchecked Sendable {
         var descriptors = FileDescriptorQueue()
         descriptors.append(OwnedFileDescriptor(taking: fd))
         guard let connection = clients[target.client] else { return }  // `descriptors` closes it
-        connection.driver.send(.response(ControlResponse(id: target.id, result: result.jsonValue)),
-                               fileDescriptors: descriptors)
+        connection.driver.send(
+            .response(ControlResponse(id: target.id, result: result.jsonValue)),
+            fileDescriptors: descriptors)
         dirty.insert(target.client)
     }
 

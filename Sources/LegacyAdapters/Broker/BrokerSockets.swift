@@ -15,7 +15,9 @@ enum BrokerSockets {
     }
 
     /// Calls `body` with the `sockaddr` of a `tcp` or `unix` endpoint.
-    static func withAddress<R>(_ endpoint: BrokerEndpoint, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Failure) -> R {
+    static func withAddress<R>(
+        _ endpoint: BrokerEndpoint, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
+    ) throws(Failure) -> R {
         switch endpoint {
         case let .tcp(host, port):
             if host.contains(":") {
@@ -24,7 +26,9 @@ enum BrokerSockets {
                 address.sin6_port = port.bigEndian
                 guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { throw Failure(errno: EINVAL) }
                 return withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
                 }
             }
             var address = sockaddr_in()
@@ -32,7 +36,9 @@ enum BrokerSockets {
             address.sin_port = port.bigEndian
             guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw Failure(errno: EINVAL) }
             return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
         case let .unix(path):
             do {
@@ -98,13 +104,15 @@ enum BrokerSockets {
         case .unix: family = AF_UNIX
         case .pair: throw Failure(errno: EAFNOSUPPORT)
         }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(
+            family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw Failure(errno: errno) }
         return fd
     }
 
     /// Binds and listens on `endpoint`; returns the fd and the bound address.
-    static func listen(on endpoint: BrokerEndpoint, backlog: Int) throws(Failure) -> (fd: Int32, bound: BrokerEndpoint) {
+    static func listen(on endpoint: BrokerEndpoint, backlog: Int) throws(Failure) -> (fd: Int32, bound: BrokerEndpoint)
+    {
         let fd = try makeSocket(for: endpoint)
         var one: Int32 = 1
         if case .tcp = endpoint {

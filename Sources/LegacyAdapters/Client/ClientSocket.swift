@@ -15,14 +15,18 @@ enum ClientSocket {
     /// - Throws: ``EndpointMuxError/connect(_:)`` with ``EndpointMuxError/system(operation:path:errno:)``:
     ///   `ETIMEDOUT` when the deadline passed first, the `connect` errno otherwise
     ///   (`ENOENT`, `ECONNREFUSED`, …).
-    static func connect(to path: String, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> OwnedFileDescriptor {
+    static func connect(
+        to path: String, deadline: ContinuousClock.Instant
+    ) throws(EndpointMuxError) -> OwnedFileDescriptor {
         let socket: OwnedFileDescriptor
         do { socket = try UnixSocket.makeSocket() } catch { throw .connect(error) }
         let fd = socket.rawValue
         while true {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { throw timedOut(path) }
-            guard setSendTimeout(fd, remaining) else { throw .connect(.system(operation: "setsockopt", path: path, errno: errno)) }
+            guard setSendTimeout(fd, remaining) else {
+                throw .connect(.system(operation: "setsockopt", path: path, errno: errno))
+            }
             let result: Int32
             do {
                 result = try UnixSocket.withAddress(path) { Glibc.connect(fd, $0, $1) }
@@ -47,13 +51,17 @@ enum ClientSocket {
             }
             break
         }
-        guard setSendTimeout(fd, .zero) else { throw .connect(.system(operation: "setsockopt", path: path, errno: errno)) }
+        guard setSendTimeout(fd, .zero) else {
+            throw .connect(.system(operation: "setsockopt", path: path, errno: errno))
+        }
         do { try SocketIO.setNonBlocking(fd, true) } catch { throw .transport(error) }
         return socket
     }
 
     /// Waits for an in-progress connect to finish and reads its outcome.
-    private static func finishInProgress(_ fd: Int32, path: String, deadline: ContinuousClock.Instant) throws(EndpointMuxError) {
+    private static func finishInProgress(
+        _ fd: Int32, path: String, deadline: ContinuousClock.Instant
+    ) throws(EndpointMuxError) {
         let remaining = ContinuousClock.now.duration(to: deadline)
         guard remaining > .zero else { throw timedOut(path) }
         let ready: Bool

@@ -70,7 +70,9 @@ public final class ControlClient: @unchecked Sendable {
     }
 
     /// A client on a socket that is already connected (made non-blocking; owned from now on).
-    init(connected socket: consuming OwnedFileDescriptor, limits: ControlLimits = ControlLimits()) throws(EndpointMuxError) {
+    init(
+        connected socket: consuming OwnedFileDescriptor, limits: ControlLimits = ControlLimits()
+    ) throws(EndpointMuxError) {
         let box = OwnedFileDescriptorBox(socket)
         do { try SocketIO.setNonBlocking(box.rawValue, true) } catch { throw .transport(error) }
         self.socket = box
@@ -106,14 +108,16 @@ public final class ControlClient: @unchecked Sendable {
             defer { nextID += 1 }
             return .number(JSONNumber(nextID))
         }
-        try send(.request(ControlRequest(method: method, params: params, id: id)), fileDescriptors: fileDescriptors,
-                 deadline: deadline)
+        try send(
+            .request(ControlRequest(method: method, params: params, id: id)), fileDescriptors: fileDescriptors,
+            deadline: deadline)
         return try waitForResponse(id, deadline: deadline)
     }
 
     /// `call` on a thread of its own, for `async` code.
     public func call(
-        _ method: String, params: JSONValue? = nil, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
+        _ method: String, params: JSONValue? = nil,
+        fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(),
         timeout: Duration = .seconds(10)
     ) async throws(EndpointMuxError) -> ControlReply {
         let handoff = HeldFileDescriptors(fileDescriptors)
@@ -137,8 +141,9 @@ public final class ControlClient: @unchecked Sendable {
         _ method: String, params: JSONValue? = nil,
         fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue(), timeout: Duration = .seconds(10)
     ) throws(EndpointMuxError) {
-        try send(.notification(ControlNotification(method: method, params: params)), fileDescriptors: fileDescriptors,
-                 deadline: .now + timeout)
+        try send(
+            .notification(ControlNotification(method: method, params: params)), fileDescriptors: fileDescriptors,
+            deadline: .now + timeout)
     }
 
     /// Sends any control message with fds.
@@ -149,7 +154,9 @@ public final class ControlClient: @unchecked Sendable {
         let outcome = lock.withLock { () -> Result<Void, EndpointMuxError> in
             let descriptors = outgoing.takeFileDescriptors()
             output.enqueue(message.encoded(fileDescriptorCount: descriptors.count), fileDescriptors: descriptors)
-            return Result { () throws(EndpointMuxError) in try output.flushBlocking(to: fileDescriptor, deadline: deadline) }
+            return Result { () throws(EndpointMuxError) in
+                try output.flushBlocking(to: fileDescriptor, deadline: deadline)
+            }
         }
         switch outcome {
         case .success: return
@@ -162,11 +169,15 @@ public final class ControlClient: @unchecked Sendable {
 
     /// Waits for the response with `id`; responses to other ids are kept for their callers.
     /// An answer with `id` that is not a valid response is ``EndpointMuxError/malformedAnswer(_:)`` at once.
-    package func waitForResponse(_ id: JSONRPCID, deadline: ContinuousClock.Instant) throws(EndpointMuxError) -> ControlReply {
+    package func waitForResponse(
+        _ id: JSONRPCID, deadline: ContinuousClock.Instant
+    ) throws(EndpointMuxError) -> ControlReply {
         while true {
             let step = lock.withLock { () -> Result<ControlReply?, EndpointMuxError> in
                 if let reply = early.removeValue(forKey: id) { return .success(reply) }
-                if let violation = earlyMalformed.removeValue(forKey: id) { return .failure(Self.malformed(id, violation)) }
+                if let violation = earlyMalformed.removeValue(forKey: id) {
+                    return .failure(Self.malformed(id, violation))
+                }
                 return Result { () throws(EndpointMuxError) in try readOne(deadline: deadline) }.flatMap { answer in
                     switch answer {
                     case let .reply(reply):
@@ -207,7 +218,9 @@ public final class ControlClient: @unchecked Sendable {
             let eof = endOfInput
             let step: ControlDecoderStep
             let decoded = input.withUnsafeBytes { raw in
-                Result { () throws(ControlError) in try decoder.decode(raw, queuedFileDescriptors: queued, endOfInput: eof) }
+                Result { () throws(ControlError) in
+                    try decoder.decode(raw, queuedFileDescriptors: queued, endOfInput: eof)
+                }
             }
             switch decoded {
             case let .success(value): step = value
@@ -239,7 +252,9 @@ public final class ControlClient: @unchecked Sendable {
                 let remaining = ContinuousClock.now.duration(to: deadline)
                 guard remaining > .zero else { throw .timedOut }
                 let ready: Bool
-                do { ready = try SocketIO.waitUntilReadable(fileDescriptor, timeout: remaining) } catch { throw .transport(error) }
+                do { ready = try SocketIO.waitUntilReadable(fileDescriptor, timeout: remaining) } catch {
+                    throw .transport(error)
+                }
                 guard ready else { throw .timedOut }
                 var outcome = SocketIO.ReceiveOutcome.wouldBlock
                 do {

@@ -30,7 +30,8 @@ public final class FrameClient {
     /// Connects to the Unix socket at `path`, giving up at `connectDeadline`.
     /// - Throws: `EndpointMuxError/connect(_:)`; the errno is `ETIMEDOUT` when the deadline passed.
     public init(
-        socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph, connectDeadline: ContinuousClock.Instant
+        socketPath path: String, epitaphLane: PayloadProtocol = .defaultEpitaph,
+        connectDeadline: ContinuousClock.Instant
     ) throws(EndpointMuxError) {
         self.socket = OwnedFileDescriptorBox(try ClientSocket.connect(to: path, deadline: connectDeadline))
         self.epitaphLane = epitaphLane
@@ -47,8 +48,9 @@ public final class FrameClient {
         while sent < bytes.count {
             let attempt = bytes.withUnsafeBytes { raw in
                 Result { () throws(EndpointMuxError) in
-                    try SocketIO.send(to: fileDescriptor, bytes: UnsafeRawBufferPointer(rebasing: raw[sent...]),
-                                      fileDescriptors: [Int32]())
+                    try SocketIO.send(
+                        to: fileDescriptor, bytes: UnsafeRawBufferPointer(rebasing: raw[sent...]),
+                        fileDescriptors: [Int32]())
                 }
             }
             let result: Int?
@@ -76,14 +78,17 @@ public final class FrameClient {
         let id = nextRequestID
         nextRequestID += 1
         let frame = Frame(payloadProtocol: lane, payload: payload, requestID: id)
-        do { try write(frame.encoded(), deadline: deadline) } catch let error as EndpointMuxError { throw error } catch {
+        do { try write(frame.encoded(), deadline: deadline) } catch let error as EndpointMuxError { throw error } catch
+        {
             throw .malformedAnswer("request does not encode: \(error)")
         }
         return try response(to: id, lane: lane, deadline: deadline)
     }
 
     /// Waits for the RESPONSE on `lane` echoing `requestID`; other frames are kept for later.
-    package func response(to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant)
+    package func response(
+        to requestID: UInt64, lane: PayloadProtocol, deadline: ContinuousClock.Instant
+    )
         throws(EndpointMuxError) -> Frame
     {
         if let frame = unmatched.removeValue(forKey: requestID) { return frame }
@@ -139,7 +144,9 @@ public final class FrameClient {
         guard remaining > .zero else { throw .timedOut }
         let ready: Bool
         do {
-            ready = writable ? try SocketIO.waitUntilWritable(fileDescriptor, timeout: remaining)
+            ready =
+                writable
+                ? try SocketIO.waitUntilWritable(fileDescriptor, timeout: remaining)
                 : try SocketIO.waitUntilReadable(fileDescriptor, timeout: remaining)
         } catch {
             throw .transport(error)

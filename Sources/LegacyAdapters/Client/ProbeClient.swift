@@ -33,8 +33,10 @@ public enum ProbeClient {
     ) throws(EndpointMuxError) -> VerifiedIdentity {
         if let expected {
             guard expected.endpoint.path == socketPath else {
-                throw .verification(.identityMismatch(field: "ipc_endpoint.path", expected: socketPath,
-                                                      received: expected.endpoint.path))
+                throw .verification(
+                    .identityMismatch(
+                        field: "ipc_endpoint.path", expected: socketPath,
+                        received: expected.endpoint.path))
             }
             try verifyProcess(expected)
         }
@@ -62,7 +64,8 @@ public enum ProbeClient {
             try verifyProcess(claimed)
         }
         guard UInt32(clamping: peer) == claimed.pid else {
-            throw .verification(.identityMismatch(field: "SO_PEERCRED pid", expected: "\(claimed.pid)", received: "\(peer)"))
+            throw .verification(
+                .identityMismatch(field: "SO_PEERCRED pid", expected: "\(claimed.pid)", received: "\(peer)"))
         }
         return VerifiedIdentity(identity: claimed, peerProcessID: peer, roundTrip: roundTrip)
     }
@@ -78,7 +81,9 @@ public enum ProbeClient {
         if !identity.bootID.isEmpty, !currentBoot.isEmpty, identity.bootID != currentBoot {
             throw .verification(.processCheckFailed("boot id \(identity.bootID) is not this boot (\(currentBoot))"))
         }
-        guard ProcessFacts.isAlive(pid) else { throw .verification(.processCheckFailed("process \(pid) is not running")) }
+        guard ProcessFacts.isAlive(pid) else {
+            throw .verification(.processCheckFailed("process \(pid) is not running"))
+        }
         let running: String
         let claimed: String
         do {
@@ -93,15 +98,20 @@ public enum ProbeClient {
         let hash: [UInt8]
         do { hash = try BLAKE3.hash(fileAtPath: claimed) } catch { throw .identity(error) }
         guard hash == identity.executableHash else {
-            throw .verification(.identityMismatch(field: "exe_hash", expected: DaemonIdentity.hex(hash), received: identity.executableHashHex))
+            throw .verification(
+                .identityMismatch(
+                    field: "exe_hash", expected: DaemonIdentity.hex(hash), received: identity.executableHashHex))
         }
     }
 
-    private static func compare<T: Equatable & CustomStringConvertible>(_ field: String, _ expected: T, _ received: T)
+    private static func compare<T: Equatable & CustomStringConvertible>(
+        _ field: String, _ expected: T, _ received: T
+    )
         throws(EndpointMuxError)
     {
         guard expected == received else {
-            throw .verification(.identityMismatch(field: field, expected: expected.description, received: received.description))
+            throw .verification(
+                .identityMismatch(field: field, expected: expected.description, received: received.description))
         }
     }
 }

@@ -90,9 +90,11 @@ public final class AsyncConnection: Sendable {
     /// - Parameter telemetry: where the connection is logged and counted (share one per
     ///   configuration); `nil`, the default, logs and counts nothing.
     /// - Throws: `EndpointMuxError` when the event loops could not be started.
-    public init(taking fileDescriptor: consuming OwnedFileDescriptor, mux: EndpointMux,
-                options: ConnectionOptions = ConnectionOptions(),
-                telemetry: ConnectionTelemetry? = nil) throws(EndpointMuxError) {
+    public init(
+        taking fileDescriptor: consuming OwnedFileDescriptor, mux: EndpointMux,
+        options: ConnectionOptions = ConnectionOptions(),
+        telemetry: ConnectionTelemetry? = nil
+    ) throws(EndpointMuxError) {
         guard let group = MuxEventLoopGroup.shared else {
             throw .system(operation: "epoll_create1", errno: EMFILE)
         }
@@ -101,8 +103,10 @@ public final class AsyncConnection: Sendable {
         let consumer = Consumer()
         var options = options
         options.streamsAfterTakeover = true  // the daemon cannot read the socket: the connection does
-        let connection = LoopConnection(taking: fileDescriptor.release(), loop: loop, mux: mux, options: options,
-                                        telemetry: telemetry) { connection, events in
+        let connection = LoopConnection(
+            taking: fileDescriptor.release(), loop: loop, mux: mux, options: options,
+            telemetry: telemetry
+        ) { connection, events in
             for event in events {
                 if event.isClosed {
                     continuation.yield(event)
@@ -132,8 +136,9 @@ public final class AsyncConnection: Sendable {
         // Checked here so the error reaches the caller; encoded on the loop (a big payload
         // is then written from its own storage, not copied).
         do throws(FramingError) {
-            try ProtobufWireWriter.checkBodyByteCount(frame.encodedByteCount - V1Framing.headerByteCount,
-                                                      maxBodyByteCount: maxFrameBodyByteCount)
+            try ProtobufWireWriter.checkBodyByteCount(
+                frame.encodedByteCount - V1Framing.headerByteCount,
+                maxBodyByteCount: maxFrameBodyByteCount)
         } catch { throw .framing(error) }
         connection.withDriver { try? $0.send(frame) }
     }

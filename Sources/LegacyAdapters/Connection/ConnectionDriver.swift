@@ -74,8 +74,10 @@ public final class ConnectionDriver {
     /// - Parameter now: the current instant (timers start here).
     /// - Parameter telemetry: where the connection is logged and counted (share one per
     ///   configuration); `nil`, the default, logs and counts nothing.
-    public init(borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
-                now: ContinuousClock.Instant = .now, telemetry: ConnectionTelemetry? = nil) {
+    public init(
+        borrowing fileDescriptor: Int32, mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(),
+        now: ContinuousClock.Instant = .now, telemetry: ConnectionTelemetry? = nil
+    ) {
         self.fileDescriptor = fileDescriptor
         var machine = ConnectionStateMachine(mux: mux, options: options, now: now)
         self.current = machine.status()
@@ -115,8 +117,10 @@ public final class ConnectionDriver {
     /// called with each event in order, and what it sends is written before this returns
     /// (coalesced into as few `sendmsg` calls as the socket takes), so a wake-up that
     /// answers what it read costs no second wake-up to write the answers.
-    public func handle(revents: Int16 = 0, now: ContinuousClock.Instant = .now,
-                       answer: (ConnectionEvent) -> Void) {
+    public func handle(
+        revents: Int16 = 0, now: ContinuousClock.Instant = .now,
+        answer: (ConnectionEvent) -> Void
+    ) {
         let delivered = handle(revents: revents, now: now)
         guard !delivered.isEmpty else { return }
         for event in delivered { answer(event) }
@@ -165,7 +169,8 @@ public final class ConnectionDriver {
     /// which are sent with it by `SCM_RIGHTS` (batched as jsonrpc-fdpass requires) and
     /// closed here once sent; `fds` is set to their count. After the connection ended
     /// the fds are closed.
-    public func send(_ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()) {
+    public func send(_ message: ControlMessage, fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue())
+    {
         let count = fileDescriptors.count
         sending = fileDescriptors
         _ = machine.send(message, fileDescriptorCount: count)
@@ -196,8 +201,10 @@ public final class ConnectionDriver {
     /// Ends the connection from the daemon's side: `epitaph` (v1 framing, an `rpc.epitaph`
     /// for JSON-FD peers, none for legacy peers), shutdown, drain; ``ConnectionEvent/closed(_:)``
     /// comes from a later ``handle(revents:now:)``, as ``interest`` asks.
-    public func close(epitaph: Epitaph = Epitaph(status: .ok, reason: "closed by the server"),
-                      now: ContinuousClock.Instant = .now) {
+    public func close(
+        epitaph: Epitaph = Epitaph(status: .ok, reason: "closed by the server"),
+        now: ContinuousClock.Instant = .now
+    ) {
         machine.close(epitaph: epitaph, now: now)
         execute()
         flush(now: now)
@@ -222,7 +229,9 @@ public final class ConnectionDriver {
     /// ``handle(revents:now:)`` after a readable wake-up.
     func readable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] { handle(revents: Int16(POLLIN), now: now) }
     /// ``handle(revents:now:)`` after a writable wake-up.
-    func writable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] { handle(revents: Int16(POLLOUT), now: now) }
+    func writable(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
+        handle(revents: Int16(POLLOUT), now: now)
+    }
     /// ``handle(revents:now:)`` after a timeout.
     func tick(now: ContinuousClock.Instant = .now) -> [ConnectionEvent] { handle(revents: 0, now: now) }
     var wantsReadable: Bool { interest.read }
@@ -256,7 +265,9 @@ public final class ConnectionDriver {
                 try machine.receive(now: now, scratch: Self.threadScratch) {
                     (space) throws(EndpointMuxError) -> ConnectionStateMachine.ReadResult in
                     let before = received.count
-                    switch try receiver.receiveWithoutWaiting(from: fileDescriptor, into: space, fileDescriptors: &received) {
+                    switch try receiver.receiveWithoutWaiting(
+                        from: fileDescriptor, into: space, fileDescriptors: &received)
+                    {
                     case let .received(n):
                         drained = n < space.count
                         last = .received(byteCount: n, fileDescriptorCount: received.count - before)
@@ -306,8 +317,11 @@ public final class ConnectionDriver {
                 case let .legacyTakeover(bytes): events.append(.legacyTakeover(bytes))
                 case let .legacyMessage(bytes): events.append(.legacyMessage(bytes))
                 case let .control(message, count):
-                    events.append(.control(ReceivedControlMessage(message: message,
-                                                                  fileDescriptors: received.dequeue(count))))
+                    events.append(
+                        .control(
+                            ReceivedControlMessage(
+                                message: message,
+                                fileDescriptors: received.dequeue(count))))
                 case let .closed(end):
                     output = OutboundQueue()  // undeliverable now; its fds close
                     received.closeAll()

@@ -74,7 +74,8 @@ public struct ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
     /// What happened, for people.
     public var description: String {
         switch reason {
-        case .peerClosedMidMessage: return "peer closed in the middle of a message (\(bufferedByteCount) bytes buffered)"
+        case .peerClosedMidMessage:
+            return "peer closed in the middle of a message (\(bufferedByteCount) bytes buffered)"
         case .failed: return epitaph.map { "failed: \($0)" } ?? "failed"
         case .closedByDaemon: return "closed by the daemon"
         case .transportError: return "transport error: \(error.map(String.init(describing:)) ?? "")"

@@ -48,8 +48,10 @@ public final class OutgoingControlMessage: Sendable {
     }
 
     /// A success response to `request`.
-    public convenience init(replyingTo request: ControlRequest, result: JSONValue,
-                            fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()) {
+    public convenience init(
+        replyingTo request: ControlRequest, result: JSONValue,
+        fileDescriptors: consuming FileDescriptorQueue = FileDescriptorQueue()
+    ) {
         self.init(.response(ControlResponse(id: request.id, result: result)), fileDescriptors: fileDescriptors)
     }
 

@@ -15,9 +15,11 @@ package final class LoopConnection: LoopSource, @unchecked Sendable {
     private(set) package var isFinished = false
 
     /// Serves `fileDescriptor`, which the connection now owns (made non-blocking).
-    package init(taking fileDescriptor: Int32, loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions,
-                 telemetry: ConnectionTelemetry? = nil,
-                 onEvents: @escaping (LoopConnection, [ConnectionEvent]) -> Void) {
+    package init(
+        taking fileDescriptor: Int32, loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions,
+        telemetry: ConnectionTelemetry? = nil,
+        onEvents: @escaping (LoopConnection, [ConnectionEvent]) -> Void
+    ) {
         _ = fcntl(fileDescriptor, F_SETFL, fcntl(fileDescriptor, F_GETFL) | O_NONBLOCK)
         self.fileDescriptor = fileDescriptor
         self.loop = loop

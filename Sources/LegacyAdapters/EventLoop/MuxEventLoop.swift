@@ -188,7 +188,8 @@ package final class MuxEventLoop: @unchecked Sendable {
             while let entry = timers.popDue(now: now) { due.append(entry.key) }
             for due in due {
                 guard let entry = scheduled[due.fd], entry.generation == due.generation,
-                      let source = sources[due.fd] else { continue }
+                    let source = sources[due.fd]
+                else { continue }
                 scheduled[due.fd] = nil
                 source.handle(revents: 0, now: now, loop: self)
                 update(source)
@@ -229,7 +230,11 @@ package final class MuxEventLoopGroup: Sendable {
 final class Counter: @unchecked Sendable {
     private let lock = NSLockLike()
     private var value = 0
-    func increment() -> Int { lock.withLock { defer { value &+= 1 }; return value } }
+    func increment() -> Int {
+        lock.withLock {
+            defer { value &+= 1 }; return value
+        }
+    }
 }
 
 /// Which source a loop timer is for, and which of its deadlines (stale ones are skipped).

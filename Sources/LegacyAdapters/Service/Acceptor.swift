@@ -20,8 +20,10 @@ enum Acceptor {
     static let backoff: Duration = .milliseconds(100)
 
     /// Accepts one connection (close-on-exec), retrying `EINTR`, `ECONNABORTED` and `EPROTO`.
-    static func accept(_ listener: Int32, address: UnsafeMutablePointer<sockaddr>? = nil,
-                       length: UnsafeMutablePointer<socklen_t>? = nil) -> Outcome {
+    static func accept(
+        _ listener: Int32, address: UnsafeMutablePointer<sockaddr>? = nil,
+        length: UnsafeMutablePointer<socklen_t>? = nil
+    ) -> Outcome {
         for _ in 0..<64 {
             let fd = endpointmux_accept_cloexec(listener, address, length)
             if fd >= 0 { return .accepted(fd) }

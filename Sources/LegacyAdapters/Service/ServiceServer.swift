@@ -85,14 +85,16 @@ public final class ServiceServer: Sendable {
             unlink(socketPath)
             throw .system(operation: "pthread_create", path: "", errno: EAGAIN)
         }
-        let mux = EndpointMux(identity: identity, servedProtocols: servedProtocols, limits: limits,
-                              acceptsControlMessages: controlHandler != nil)
+        let mux = EndpointMux(
+            identity: identity, servedProtocols: servedProtocols, limits: limits,
+            acceptsControlMessages: controlHandler != nil)
         self.socketPath = socketPath
         self.identityPath = identityPath
         self.mux = mux
         let telemetry = ConnectionTelemetry(logger: logger, metricsDimensions: [("service", name)])
-        self.state = ServiceState(group: group, mux: mux, options: options, pool: pool, handler: handler,
-                                  controlHandler: controlHandler, telemetry: telemetry)
+        self.state = ServiceState(
+            group: group, mux: mux, options: options, pool: pool, handler: handler,
+            controlHandler: controlHandler, telemetry: telemetry)
         state.start(listener: listener.release(), name: socketPath)
     }
 
@@ -145,9 +147,11 @@ private final class ServiceState: @unchecked Sendable {
     /// Called (once) when the last connection closed after the stop began.
     private var allClosedWaiters: [@Sendable () -> Void] = []
 
-    init(group: MuxEventLoopGroup, mux: EndpointMux, options: ConnectionOptions, pool: WorkerPool?,
-         handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?,
-         telemetry: ConnectionTelemetry) {
+    init(
+        group: MuxEventLoopGroup, mux: EndpointMux, options: ConnectionOptions, pool: WorkerPool?,
+        handler: @escaping ServiceServer.RequestHandler, controlHandler: ServiceServer.ControlHandler?,
+        telemetry: ConnectionTelemetry
+    ) {
         self.group = group
         self.mux = mux
         self.options = options
@@ -159,7 +163,8 @@ private final class ServiceState: @unchecked Sendable {
 
     func start(listener fd: Int32, name: String) {
         let loop = group.next()
-        let listener = ServiceListener(fileDescriptor: fd, name: name, telemetry: telemetry.telemetry) { [self] accepted in
+        let listener = ServiceListener(fileDescriptor: fd, name: name, telemetry: telemetry.telemetry) {
+            [self] accepted in
             adopt(accepted)
         }
         listener.loop = loop
@@ -178,8 +183,10 @@ private final class ServiceState: @unchecked Sendable {
     private func adopt(_ fd: Int32) {
         let loop = group.next()
         loop.execute { [self] in
-            let connection = LoopConnection(taking: fd, loop: loop, mux: mux, options: options,
-                                            telemetry: telemetry) { [self] connection, events in
+            let connection = LoopConnection(
+                taking: fd, loop: loop, mux: mux, options: options,
+                telemetry: telemetry
+            ) { [self] connection, events in
                 handle(events, on: connection)
             }
             let refused = lock.withLock { () -> Bool in
@@ -190,7 +197,9 @@ private final class ServiceState: @unchecked Sendable {
             loop.register(connection)
             if refused {
                 telemetry.telemetry.acceptRefused(.shuttingDown, listener: "fd \(fd)")
-                connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
+                connection.withDriver {
+                    $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down"))
+                }
             }
         }
     }
@@ -310,8 +319,9 @@ private final class ServiceState: @unchecked Sendable {
                 loop.update(listener)
             }
         }
-        telemetry.logger?.notice("service stopping: UNAVAILABLE epitaph to every connection",
-                                 metadata: ["endpointmux.connections": "\(open.count)"])
+        telemetry.logger?.notice(
+            "service stopping: UNAVAILABLE epitaph to every connection",
+            metadata: ["endpointmux.connections": "\(open.count)"])
         for connection in open {
             connection.withDriver { $0.close(epitaph: Epitaph(status: .unavailable, reason: "server shutting down")) }
         }
@@ -330,7 +340,8 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
     private let name: String
     private let telemetry: MuxTelemetry?
 
-    init(fileDescriptor: Int32, name: String = "", telemetry: MuxTelemetry? = nil, onAccept: @escaping (Int32) -> Void) {
+    init(fileDescriptor: Int32, name: String = "", telemetry: MuxTelemetry? = nil, onAccept: @escaping (Int32) -> Void)
+    {
         self.fileDescriptor = fileDescriptor
         self.name = name
         self.telemetry = telemetry
@@ -427,7 +438,8 @@ final class DispatchSemaphoreLike: @unchecked Sendable {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let (seconds, attoseconds) = timeout.components
-        var deadline = timespec(tv_sec: now.tv_sec + Int(seconds), tv_nsec: now.tv_nsec + Int(attoseconds / 1_000_000_000))
+        var deadline = timespec(
+            tv_sec: now.tv_sec + Int(seconds), tv_nsec: now.tv_nsec + Int(attoseconds / 1_000_000_000))
         if deadline.tv_nsec >= 1_000_000_000 {
             deadline.tv_sec += 1
             deadline.tv_nsec -= 1_000_000_000

@@ -42,7 +42,9 @@ package enum UnixSocket {
     /// directory; on `EADDRINUSE` connect to it — success means a live server
     /// (``EndpointMuxError/alreadyRunning(name:path:)``), `ECONNREFUSED` means a stale socket,
     /// which is removed under `<path>.bind.lock` (`flock`) before binding again.
-    package static func bindListener(path: String, serviceName: String, backlog: Int32 = 4096)
+    package static func bindListener(
+        path: String, serviceName: String, backlog: Int32 = 4096
+    )
         throws(EndpointMuxError) -> OwnedFileDescriptor
     {
         try FileSystem.makeDirectories(FileSystem.parent(of: path))
@@ -57,9 +59,13 @@ package enum UnixSocket {
             defer { flock(lock, LOCK_UN) }
             if (try? connect(to: path)) != nil { throw .alreadyRunning(name: serviceName, path: path) }
             unlink(path)
-            guard try bind(listener.rawValue, path) == 0 else { throw .system(operation: "bind", path: path, errno: errno) }
+            guard try bind(listener.rawValue, path) == 0 else {
+                throw .system(operation: "bind", path: path, errno: errno)
+            }
         }
-        guard listen(listener.rawValue, backlog) == 0 else { throw .system(operation: "listen", path: path, errno: errno) }
+        guard listen(listener.rawValue, backlog) == 0 else {
+            throw .system(operation: "listen", path: path, errno: errno)
+        }
         return listener
     }
 

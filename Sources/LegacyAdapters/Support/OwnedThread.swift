@@ -17,12 +17,14 @@ final class OwnedThread: @unchecked Sendable {
     /// Starts `body` on a new thread.
     init(_ body: @escaping @Sendable () -> Void) throws(EndpointMuxError) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        let result = pthread_create(&handle, nil, { argument in
-            guard let argument else { return nil }
-            let box = Unmanaged<Box>.fromOpaque(argument).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
+        let result = pthread_create(
+            &handle, nil,
+            { argument in
+                guard let argument else { return nil }
+                let box = Unmanaged<Box>.fromOpaque(argument).takeRetainedValue()
+                box.body()
+                return nil
+            }, box)
         guard result == 0 else {
             Unmanaged<Box>.fromOpaque(box).release()
             throw .system(operation: "pthread_create", errno: result)

@@ -212,9 +212,10 @@ package struct OutboundQueue: ~Copyable, Sendable {
         }
         let written: Int?
         do throws(EndpointMuxError) {
-            written = try Self.send(messages[head..<gathered], dataLeft: dataLeft,
-                                    with: fds.prefixRawValues(batch), to: fd, nonBlocking: nonBlocking)
-        } catch where error.isFileDescriptorBatchRejection {
+            written = try Self.send(
+                messages[head..<gathered], dataLeft: dataLeft,
+                with: fds.prefixRawValues(batch), to: fd, nonBlocking: nonBlocking)
+        } catch  where error.isFileDescriptorBatchRejection {
             guard batch > 1 else { throw error }
             limit = batch / 2  // nothing was sent: retry the same position with half as many
             return true

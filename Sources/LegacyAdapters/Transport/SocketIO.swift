@@ -285,7 +285,9 @@ package enum SocketIO {
             for (index, chunk) in chunks.enumerated() {
                 iovecs.initializeElement(
                     at: index,
-                    to: iovec(iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress), iov_len: numericCast(chunk.count)))
+                    to: iovec(
+                        iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress),
+                        iov_len: numericCast(chunk.count)))
             }
             guard fdCount > 0 else {
                 return Result { () throws(EndpointMuxError) in
@@ -294,7 +296,8 @@ package enum SocketIO {
             }
             let dataLength = fdCount * MemoryLayout<Int32>.size
             let space = endpointmux_cmsg_space(dataLength)
-            return withUnsafeTemporaryAllocation(byteCount: space, alignment: MemoryLayout<cmsghdr>.alignment) { control in
+            return withUnsafeTemporaryAllocation(byteCount: space, alignment: MemoryLayout<cmsghdr>.alignment) {
+                control in
                 control.initializeMemory(as: UInt8.self, repeating: 0)
                 var msg = msghdr()
                 msg.msg_control = control.baseAddress
@@ -312,14 +315,14 @@ package enum SocketIO {
                     stored += 1
                 }
                 return Result { () throws(EndpointMuxError) in
-                    try sendmsgRetryingEINTR(fd, iovecs: iovecs, control: UnsafeMutableRawBufferPointer(control),
-                                             fdCount: fdCount, nonBlocking: nonBlocking)
+                    try sendmsgRetryingEINTR(
+                        fd, iovecs: iovecs, control: UnsafeMutableRawBufferPointer(control),
+                        fdCount: fdCount, nonBlocking: nonBlocking)
                 }
             }
         }
         return try result.get()
     }
-
 
     /// `poll(2)` on one descriptor for `events`, retrying `EINTR` with the remaining time.
     private static func wait(_ fd: Int32, events: Int16, timeout: Duration?) throws(EndpointMuxError) -> Bool {
@@ -402,8 +405,9 @@ package struct SocketReceiver: ~Copyable, @unchecked Sendable {
         into buffer: UnsafeMutableRawBufferPointer,
         fileDescriptors: inout FileDescriptorQueue
     ) throws(EndpointMuxError) -> SocketIO.ReceiveOutcome {
-        try SocketIO.receive(from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control,
-                             nonBlocking: true)
+        try SocketIO.receive(
+            from: fd, into: buffer, fileDescriptors: &fileDescriptors, control: control,
+            nonBlocking: true)
     }
 
     deinit {

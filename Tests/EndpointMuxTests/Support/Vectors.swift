@@ -18,10 +18,14 @@ enum Vectors {
     /// Rows of a TSV file as dictionaries keyed by the header.
     static func tsv(_ name: String) throws -> [[String: String]] {
         let lines = try text(name).split(separator: "\n", omittingEmptySubsequences: true)
-        guard let header = lines.first?.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) else { return [] }
+        guard let header = lines.first?.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) else {
+            return []
+        }
         return lines.dropFirst().map { line in
             let cells = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            return Dictionary(uniqueKeysWithValues: zip(header, cells + Array(repeating: "", count: max(0, header.count - cells.count))))
+            return Dictionary(
+                uniqueKeysWithValues: zip(
+                    header, cells + Array(repeating: "", count: max(0, header.count - cells.count))))
         }
     }
 

@@ -11,7 +11,8 @@ enum DaemonStats {
     /// User + system CPU time of `pid` so far (from `/proc/PID/stat`).
     static func cpuTime(_ pid: Int32) -> Duration? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
         // Fields after "(comm)": state is field 3, utime 14, stime 15.
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
@@ -77,7 +78,11 @@ final class ScriptedClient {
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { return (out, false) }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(clamping: max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            let ready = poll(
+                &pfd, 1,
+                Int32(
+                    clamping: max(
+                        1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else { continue }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -95,7 +100,11 @@ final class ScriptedClient {
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { return out }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(clamping: max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            let ready = poll(
+                &pfd, 1,
+                Int32(
+                    clamping: max(
+                        1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             guard ready > 0 else { continue }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, count - out.count), 0) }
             guard n > 0 else { return out }
@@ -121,7 +130,11 @@ final class ScriptedClient {
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { return out }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(clamping: max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            let ready = poll(
+                &pfd, 1,
+                Int32(
+                    clamping: max(
+                        1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             guard ready > 0 else { continue }
             let n = recv(fd, &byte, 1, 0)
             guard n == 1 else { return out }

@@ -9,11 +9,13 @@ enum Peers {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var muxctl: String {
-        ProcessInfo.processInfo.environment["ENDPOINTMUX_MUXCTL"] ?? root.appendingPathComponent(".build/release/muxctl").path
+        ProcessInfo.processInfo.environment["ENDPOINTMUX_MUXCTL"]
+            ?? root.appendingPathComponent(".build/release/muxctl").path
     }
 
     static var python: String {
-        ProcessInfo.processInfo.environment["ENDPOINTMUX_PYTHON"] ?? root.appendingPathComponent(".venv-interop/bin/python3").path
+        ProcessInfo.processInfo.environment["ENDPOINTMUX_PYTHON"]
+            ?? root.appendingPathComponent(".venv-interop/bin/python3").path
     }
 
     static var kvd: String {
@@ -33,7 +35,9 @@ enum Peers {
 
     struct PeerMissing: Error, CustomStringConvertible {
         let path: String
-        var description: String { "\(path) is missing: run scripts/test.sh (it builds muxctl in release and installs running-process)" }
+        var description: String {
+            "\(path) is missing: run scripts/test.sh (it builds muxctl in release and installs running-process)"
+        }
     }
 }
 
@@ -55,8 +59,11 @@ final class Sandbox {
     }
 
     func endpoint(name: String) throws -> ServiceEndpoint {
-        try ServiceEndpoint(name: name, runtimeDirectory: runtimeDirectory, environment: .init(
-            xdgRuntimeDir: environment["XDG_RUNTIME_DIR"], xdgDataHome: nil, home: environment["HOME"], uid: getuid()))
+        try ServiceEndpoint(
+            name: name, runtimeDirectory: runtimeDirectory,
+            environment: .init(
+                xdgRuntimeDir: environment["XDG_RUNTIME_DIR"], xdgDataHome: nil, home: environment["HOME"],
+                uid: getuid()))
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }
@@ -69,7 +76,9 @@ final class Child {
     let stderrURL: URL
     private let stdinPipe = Pipe()
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String], in sandbox: Sandbox, label: String) throws {
+    init(
+        _ executable: String, _ arguments: [String], environment: [String: String], in sandbox: Sandbox, label: String
+    ) throws {
         stdoutURL = sandbox.directory.appendingPathComponent("\(label).out")
         stderrURL = sandbox.directory.appendingPathComponent("\(label).err")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
@@ -123,8 +132,10 @@ func waitForFile(_ path: String, timeout: Duration = .seconds(30)) async -> Bool
 }
 
 /// Runs a command to completion and returns its status and output.
-func run(_ executable: String, _ arguments: [String], environment: [String: String], in sandbox: Sandbox,
-         label: String, timeout: Duration = .seconds(60)) async throws -> (status: Int32?, output: String, errors: String) {
+func run(
+    _ executable: String, _ arguments: [String], environment: [String: String], in sandbox: Sandbox,
+    label: String, timeout: Duration = .seconds(60)
+) async throws -> (status: Int32?, output: String, errors: String) {
     let child = try Child(executable, arguments, environment: environment, in: sandbox, label: label)
     child.closeInput()
     let status = await child.wait(timeout: timeout)

@@ -13,12 +13,15 @@ final class BrokerFixture: @unchecked Sendable {
     let socketPath: String
     let server: BrokerServer
 
-    init(rules: [String] = ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair", "listen=unix:/tmp/*"],
-         uids: Set<UInt32> = [UInt32(getuid())], limits: BrokerLimits = BrokerLimits()) throws {
+    init(
+        rules: [String] = ["listen=tcp:127.0.0.1:*", "connect=tcp:127.0.0.1:*", "pair", "listen=unix:/tmp/*"],
+        uids: Set<UInt32> = [UInt32(getuid())], limits: BrokerLimits = BrokerLimits()
+    ) throws {
         directory = try makeTemporaryDirectory()
         socketPath = directory + "/broker.sock"
-        server = try BrokerServer(socketPath: socketPath, policy: try BrokerPolicy(allowing: rules, allowedUIDs: uids),
-                                  limits: limits, identity: testIdentity)
+        server = try BrokerServer(
+            socketPath: socketPath, policy: try BrokerPolicy(allowing: rules, allowedUIDs: uids),
+            limits: limits, identity: testIdentity)
     }
 
     func client() throws -> BrokerClient { try BrokerClient(socketPath: socketPath) }
@@ -29,7 +32,9 @@ final class BrokerFixture: @unchecked Sendable {
     }
 
     /// Waits (on a dedicated thread) until `condition` holds for the broker's counts.
-    func waitUntil(timeout: Duration = .seconds(10), _ condition: @escaping @Sendable (BrokerServer.Statistics) -> Bool)
+    func waitUntil(
+        timeout: Duration = .seconds(10), _ condition: @escaping @Sendable (BrokerServer.Statistics) -> Bool
+    )
         async throws -> Bool
     {
         let server = self.server
@@ -77,7 +82,9 @@ func connectTCP(port: UInt16, nonBlocking: Bool = false) throws -> Int32 {
     address.sin_port = port.bigEndian
     address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
     let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard result == 0 || (nonBlocking && errno == EINPROGRESS) else {
         let failure = errno
@@ -155,7 +162,8 @@ func probeRoundTrip(_ socketPath: String, timeout: Duration = .seconds(2)) throw
     try client.write(try request.frame.encoded(), deadline: deadline)
     let answer = try client.readFrame(deadline: deadline)
     let elapsed = start.duration(to: .now)
-    let valid = (try? ProbeResponse(validating: answer, for: request)).map { $0.identity.pid == testIdentity.pid } ?? false
+    let valid =
+        (try? ProbeResponse(validating: answer, for: request)).map { $0.identity.pid == testIdentity.pid } ?? false
     return (elapsed, valid)
 }
 

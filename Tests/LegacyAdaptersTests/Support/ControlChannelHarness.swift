@@ -32,7 +32,9 @@ func controlTestMux(_ limits: MuxLimits = MuxLimits()) -> EndpointMux {
 enum TestControlMethods {
     /// The reply to `message` whose fds held `contents` (already read and closed), with the
     /// fds to send along (owned by the caller); nil when nothing is to be sent.
-    static func answer(_ message: ControlMessage, contents: [[UInt8]], counters: inout [String: Int])
+    static func answer(
+        _ message: ControlMessage, contents: [[UInt8]], counters: inout [String: Int]
+    )
         -> (message: ControlMessage, fileDescriptors: [Int32])?
     {
         switch message {
@@ -65,14 +67,17 @@ enum TestControlMethods {
                 ])
             case "createFds":
                 guard let count = request.params?["count"]?.numberValue?.int64, (0...4096).contains(count) else {
-                    return failure(JSONRPCErrorObject(code: JSONRPCErrorObject.invalidParamsCode, message: "count must be 0...4096"))
+                    return failure(
+                        JSONRPCErrorObject(
+                            code: JSONRPCErrorObject.invalidParamsCode, message: "count must be 0...4096"))
                 }
                 let prefix = request.params?["prefix"]?.stringValue ?? ""
                 var fds: [Int32] = []
                 for index in 0..<Int(count) {
                     guard let fd = try? makePipe(holding: prefix + String(index)) else {
                         fds.forEach { close($0) }
-                        return failure(JSONRPCErrorObject(code: JSONRPCErrorObject.internalErrorCode, message: "pipe failed"))
+                        return failure(
+                            JSONRPCErrorObject(code: JSONRPCErrorObject.internalErrorCode, message: "pipe failed"))
                     }
                     fds.append(fd)
                 }
@@ -187,15 +192,19 @@ final class DriverHarness: @unchecked Sendable {
     private let ended = DispatchSemaphore(value: 0)
 
     /// A harness over a new socketpair.
-    convenience init(limits: MuxLimits = MuxLimits(), options: ConnectionOptions = ConnectionOptions(),
-                     answers: Bool = true) throws {
+    convenience init(
+        limits: MuxLimits = MuxLimits(), options: ConnectionOptions = ConnectionOptions(),
+        answers: Bool = true
+    ) throws {
         let (server, client) = try makeSocketPair()
         try self.init(serverFD: server, clientFD: client, limits: limits, options: options, answers: answers)
     }
 
     /// A harness owning `serverFD` (made non-blocking) and `clientFD` (may be -1).
-    init(serverFD: Int32, clientFD: Int32, limits: MuxLimits = MuxLimits(),
-         options: ConnectionOptions = ConnectionOptions(), answers: Bool = true) throws {
+    init(
+        serverFD: Int32, clientFD: Int32, limits: MuxLimits = MuxLimits(),
+        options: ConnectionOptions = ConnectionOptions(), answers: Bool = true
+    ) throws {
         do {
             try SocketIO.setNonBlocking(serverFD, true)
         } catch {
@@ -280,7 +289,8 @@ final class DriverHarness: @unchecked Sendable {
     func finish(timeout: Duration = .seconds(10)) -> ServerLog {
         shutdownClientWrites()
         if thread != nil {
-            let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            let milliseconds = Int(
+                timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
             if ended.wait(timeout: .now() + .milliseconds(milliseconds)) == .timedOut {
                 lock.withLock {
                     stopRequested = true
@@ -332,7 +342,7 @@ final class DriverHarness: @unchecked Sendable {
                 }
                 lock.withLock { log.seen.append(.init(message: received.message, contents: contents, kinds: kinds)) }
                 if answers, !closed,
-                   let reply = TestControlMethods.answer(received.message, contents: contents, counters: &counters)
+                    let reply = TestControlMethods.answer(received.message, contents: contents, counters: &counters)
                 {
                     driver.send(reply.message, fileDescriptors: queue(owning: reply.fileDescriptors))
                 }
@@ -424,7 +434,9 @@ final class ControlReader {
     }
 
     /// The next message with its fds' contents (the fds are closed); nil at a clean end of stream.
-    func next(from fd: Int32, timeout: Duration = .seconds(10)) throws -> (message: ControlMessage, contents: [[UInt8]])? {
+    func next(
+        from fd: Int32, timeout: Duration = .seconds(10)
+    ) throws -> (message: ControlMessage, contents: [[UInt8]])? {
         let deadline = ContinuousClock.now + timeout
         while true {
             let queued = queue.count
@@ -451,7 +463,9 @@ final class ControlReader {
                 }
                 var chunk = [UInt8](repeating: 0, count: 65_536)
                 let before = queue.count
-                let outcome = try chunk.withUnsafeMutableBytes { try receiver.receive(from: fd, into: $0, fileDescriptors: &queue) }
+                let outcome = try chunk.withUnsafeMutableBytes {
+                    try receiver.receive(from: fd, into: $0, fileDescriptors: &queue)
+                }
                 switch outcome {
                 case let .received(n):
                     buffer += chunk[..<n]
