@@ -401,8 +401,10 @@ package struct ConnectionStateMachine: Sendable {
     /// Whether the adapter may append the daemon's fd-less output straight to its own
     /// output queue now (the connection takes output and no earlier action is pending);
     /// it then reports the bytes with ``countWrittenDirectly(_:)``. Otherwise it passes
-    /// them through ``admit(_:)``, which keeps the order.
-    package var mayQueueOutputDirectly: Bool { acceptsOutput && actionIndex >= actions.count }
+    /// them through ``admit(_:)``, which keeps the order. `mutating` (it changes nothing)
+    /// so that an adapter holding the machine in a class property calls it in place
+    /// instead of copying the whole machine for a getter.
+    package mutating func mayQueueOutputDirectly() -> Bool { acceptsOutput && actionIndex >= actions.count }
 
     /// Counts `byteCount` bytes the adapter appended to its output queue after
     /// ``mayQueueOutputDirectly`` said it may: unwritten output, as ``admit(_:)`` counts it.

@@ -38,6 +38,8 @@ public final class ConnectionDriver {
     package var options: ConnectionOptions { machine.options }
 
     private var machine: ConnectionStateMachine
+    /// The mux's frame cap, read once (not through the machine on every send).
+    private let maxFrameBodyByteCount: Int
     private var receiver = SocketReceiver()
     private var received = FileDescriptorQueue()
     private var output = OutboundQueue()
@@ -82,6 +84,7 @@ public final class ConnectionDriver {
         var machine = ConnectionStateMachine(mux: mux, options: options, now: now)
         self.current = machine.status()
         self.machine = machine
+        self.maxFrameBodyByteCount = mux.limits.maxFrameBodyByteCount
         if let telemetry {
             observer = ConnectionObserver(telemetry: telemetry.telemetry, connection: "fd \(fileDescriptor)")
         }
@@ -143,8 +146,8 @@ public final class ConnectionDriver {
     private static let directFramePayloadByteCount = 512
 
     private func queue(_ frame: Frame) throws(FramingError) {
-        let limit = machine.mux.limits.maxFrameBodyByteCount
-        if frame.payload.count <= Self.directFramePayloadByteCount, machine.mayQueueOutputDirectly {
+        let limit = maxFrameBodyByteCount
+        if frame.payload.count <= Self.directFramePayloadByteCount, machine.mayQueueOutputDirectly() {
             // A small answer is encoded straight into the output queue's storage, joined to
             // the answers before it: no buffer of its own, no copy.
             let added = try output.enqueueAppending { (buffer) throws(FramingError) in
