@@ -303,9 +303,10 @@ import Testing
         let written = try buffer.writeV1Frame(frame)
         #expect(Array(buffer.readableBytesView) == (try frame.encoded()))
         #expect(written == buffer.readableBytes)
-        #expect(throws: FramingError.self) {
+        let tooLarge = #expect(throws: EndpointMuxError.self) {
             try buffer.writeV1Frame(Fixtures.frame(payload: Array(repeating: 0, count: 100)), maxBodyByteCount: 10)
         }
+        #expect(tooLarge?.code == .limitExceeded)
         #expect(buffer.readableBytes == written)
         var json = ByteBuffer()
         let message = ControlMessage.response(ControlResponse(id: 1, result: .string("ok")))
