@@ -62,32 +62,68 @@ public struct EndpointMuxError: Error, Hashable, Sendable, CustomStringConvertib
     }
 
     /// What kind of failure this is.
-    public let code: Code
+    public var code: Code { storage.code }
     /// What went wrong, for people (wording may change between versions).
-    public let reason: String
+    public var reason: String { storage.reason }
     /// The system call that failed, when ``code`` is ``Code/systemCallFailed``
     /// (or a remote one the broker reports).
-    public let systemCall: String?
+    public var systemCall: String? { storage.systemCall }
     /// The file path involved, if any.
-    public let path: String?
+    public var path: String? { storage.path }
     /// The `errno` of the failed system call, if any.
-    public let errno: Int32?
+    public var errno: Int32? { storage.errno }
     /// The epitaph the server sent, when ``code`` is ``Code/epitaph``.
-    public let epitaph: Epitaph?
+    public var epitaph: Epitaph? { storage.epitaph }
     /// The JSON-RPC error the peer answered, when there is one.
-    public let rpcError: JSONRPCErrorObject?
+    public var rpcError: JSONRPCErrorObject? { storage.rpcError }
+
+    /// The fields, in one immutable box: the error is one word wherever it travels (typed
+    /// throws, `Result`s, a connection's end), not the size of all its context.
+    private let storage: Storage
+
+    private final class Storage: Hashable, Sendable {
+        let code: Code
+        let reason: String
+        let systemCall: String?
+        let path: String?
+        let errno: Int32?
+        let epitaph: Epitaph?
+        let rpcError: JSONRPCErrorObject?
+
+        init(
+            code: Code, reason: String, systemCall: String?, path: String?, errno: Int32?, epitaph: Epitaph?,
+            rpcError: JSONRPCErrorObject?
+        ) {
+            self.code = code
+            self.reason = reason
+            self.systemCall = systemCall
+            self.path = path
+            self.errno = errno
+            self.epitaph = epitaph
+            self.rpcError = rpcError
+        }
+
+        static func == (lhs: Storage, rhs: Storage) -> Bool {
+            lhs === rhs
+                || (lhs.code == rhs.code && lhs.reason == rhs.reason && lhs.systemCall == rhs.systemCall
+                    && lhs.path == rhs.path && lhs.errno == rhs.errno && lhs.epitaph == rhs.epitaph
+                    && lhs.rpcError == rhs.rpcError)
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(code)
+            hasher.combine(reason)
+            hasher.combine(errno)
+        }
+    }
 
     package init(
         _ code: Code, _ reason: String, systemCall: String? = nil, path: String? = nil, errno: Int32? = nil,
         epitaph: Epitaph? = nil, rpcError: JSONRPCErrorObject? = nil
     ) {
-        self.code = code
-        self.reason = reason
-        self.systemCall = systemCall
-        self.path = path
-        self.errno = errno
-        self.epitaph = epitaph
-        self.rpcError = rpcError
+        storage = Storage(
+            code: code, reason: reason, systemCall: systemCall, path: path, errno: errno, epitaph: epitaph,
+            rpcError: rpcError)
     }
 
     /// The ``reason``.
