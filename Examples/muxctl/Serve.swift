@@ -43,7 +43,7 @@ struct Serve: ParsableCommand {
             name: name, socketPath: endpoint.socketPath, identityPath: endpoint.identityPath,
             servedProtocols: [lane], options: options,
             controlHandler: { received, context in EchoControlMethods.handle(received, context: context) }
-        ) { frame in Array("echo:".utf8) + frame.payload }
+        ) { frame in Self.echo(frame.payload) }
         print("muxctl serve: \(name) \(version) on lane \(lane), pid \(getpid())")
         print("socket: \(endpoint.socketPath)")
         print("identity: \(endpoint.identityPath)")
@@ -52,5 +52,18 @@ struct Serve: ParsableCommand {
         sigwait(&signals, &received)
         server.stop()
         print("muxctl serve: stopped on signal \(received)")
+    }
+}
+
+extension Serve {
+    private static let echoPrefix = Array("echo:".utf8)
+
+    /// `echo:` + `payload`, built in one allocation (this runs once per request).
+    static func echo(_ payload: [UInt8]) -> [UInt8] {
+        var reply = [UInt8]()
+        reply.reserveCapacity(echoPrefix.count + payload.count)
+        reply.append(contentsOf: echoPrefix)
+        reply.append(contentsOf: payload)
+        return reply
     }
 }
