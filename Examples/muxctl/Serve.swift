@@ -60,7 +60,7 @@ extension Serve {
 
     /// `echo:` + `payload`, built in one allocation (this runs once per request).
     static func echo(_ payload: [UInt8]) -> [UInt8] {
-        var reply = [UInt8]()
+        var reply: [UInt8] = []
         reply.reserveCapacity(echoPrefix.count + payload.count)
         reply.append(contentsOf: echoPrefix)
         reply.append(contentsOf: payload)
