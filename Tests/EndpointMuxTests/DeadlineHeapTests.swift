@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct DeadlineHeapTests {
     @Test func popsDueEntriesInDeadlineOrderAndDiscardsStaleTops() {
-        let t0 = ContinuousClock.now
+        let t0 = MonotonicInstant(.now)
         var g = SystemRandomNumberGenerator()
         var heap = DeadlineHeap<Int>()
         let offsets = (0..<500).map { _ in Int.random(in: 0..<1000, using: &g) }
@@ -23,5 +23,17 @@ import Testing
         #expect(popped.map(\.0) == expected)
         #expect(popped.allSatisfy { $0.1 % 2 == 0 })
         #expect((heap.earliest ?? t0) > t0 + .milliseconds(499))
+    }
+
+    @Test func monotonicInstantsConvertBothWaysAndKeepOrder() {
+        let now = ContinuousClock.now
+        let instant = MonotonicInstant(now)
+        #expect(instant.instant == now)
+        #expect(MonotonicInstant(now + .nanoseconds(1)) > instant)
+        #expect(MonotonicInstant(now + .milliseconds(3)) - instant == .milliseconds(3))
+        #expect((instant + .seconds(2)).instant == now + .seconds(2))
+        #expect((instant + .milliseconds(7)).pollTimeout(now: instant) == 7)
+        #expect((instant + .microseconds(1)).pollTimeout(now: instant) == 1)
+        #expect(instant.pollTimeout(now: instant + .seconds(1)) == 0)
     }
 }

@@ -133,7 +133,7 @@ package struct BrokerStateMachine: Sendable {
     }
 
     /// The earliest deadline of a waiting request (call ``tick(now:)`` then).
-    package var nextDeadline: ContinuousClock.Instant? { deadlines.earliest }
+    package var nextDeadline: ContinuousClock.Instant? { deadlines.earliest?.instant }
 
     /// Clients connected.
     package var clientCount: Int { clients.count }
@@ -338,7 +338,7 @@ package struct BrokerStateMachine: Sendable {
         while true {
             let live = waits
             deadlines.discardStale { live[$0] == nil }
-            guard let (_, waitID) = deadlines.popDue(now: now) else { return }
+            guard let (_, waitID) = deadlines.popDue(now: MonotonicInstant(now)) else { return }
             removeWait(waitID, answer: .timedOut)
         }
     }
@@ -350,7 +350,7 @@ package struct BrokerStateMachine: Sendable {
         nextWait += 1
         waits[waitID] = wait
         clients[wait.target.client]?.waiting[wait.target.id] = waitID
-        if let deadline = wait.deadline { deadlines.push(deadline, waitID) }
+        if let deadline = wait.deadline { deadlines.push(MonotonicInstant(deadline), waitID) }
         return waitID
     }
 

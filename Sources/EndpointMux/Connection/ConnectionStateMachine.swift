@@ -90,11 +90,11 @@ package struct ConnectionStateMachine: Sendable {
         case legacyTakenOver
         /// An end decided while events were delivered, carried out by the first input
         /// after `since`.
-        case ending(Ending, since: ContinuousClock.Instant)
+        case ending(Ending, since: MonotonicInstant)
         /// The epitaph (if any) is queued; shut down once output is written.
         case closing(End)
         /// Output shut down; reading and discarding until EOF or the deadline.
-        case draining(End, deadline: ContinuousClock.Instant)
+        case draining(End, deadline: MonotonicInstant)
         case closed
     }
 
@@ -112,9 +112,9 @@ package struct ConnectionStateMachine: Sendable {
     private(set) package var queuedFileDescriptorCount = 0
     /// Bytes handed out in `.write` actions and not yet reported written.
     private var unwrittenByteCount = 0
-    private var lastActivity: ContinuousClock.Instant
-    private var partialSince: ContinuousClock.Instant?
-    private var fileDescriptorWaitSince: ContinuousClock.Instant?
+    private var lastActivity: MonotonicInstant
+    private var partialSince: MonotonicInstant?
+    private var fileDescriptorWaitSince: MonotonicInstant?
     private var endOfInput = false
     /// The peer has spoken the daemon's legacy protocol: no epitaphs for it.
     private var spokeLegacy = false
@@ -129,7 +129,7 @@ package struct ConnectionStateMachine: Sendable {
     /// Deciding paused with input still buffered (resumed by the next turn).
     private var decidingPaused = false
     /// The instant of the current turn.
-    private var turn: ContinuousClock.Instant
+    private var turn: MonotonicInstant
     /// Events the daemon is still working on (answers may follow): a deferred end waits
     /// for them, and past ``ConnectionOptions/maxOutstandingWork`` nothing more is decided.
     private(set) package var outstandingWork = 0
@@ -153,6 +153,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// A machine for a new connection at `now`.
     package init(mux: EndpointMux, options: ConnectionOptions = ConnectionOptions(), now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         self.mux = mux
         self.options = options
         self.session = MuxSession(mux: mux)
@@ -196,7 +197,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// What the adapter waits for.
     package var interest: ConnectionInterest {
-        ConnectionInterest(read: wantsToRead, write: unwrittenByteCount > 0, deadline: nextDeadline)
+        ConnectionInterest(read: wantsToRead, write: unwrittenByteCount > 0, monotonicDeadline: nextDeadline)
     }
 
     /// Whether the connection is over (``Event/closed(_:)`` was delivered).
@@ -232,12 +233,12 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    private var nextDeadline: ContinuousClock.Instant? {
+    private var nextDeadline: MonotonicInstant? {
         switch state {
         case .active:
             if decidingPaused { return turn }  // call again: the next turn decides on
-            var deadline: ContinuousClock.Instant?
-            func earliest(_ candidate: ContinuousClock.Instant) {
+            var deadline: MonotonicInstant?
+            func earliest(_ candidate: MonotonicInstant) {
                 deadline = min(deadline ?? candidate, candidate)
             }
             if let since = fileDescriptorWaitSince, let limit = fileDescriptorWaitLimit { earliest(since + limit) }
@@ -267,6 +268,7 @@ package struct ConnectionStateMachine: Sendable {
         now: ContinuousClock.Instant, scratch: UnsafeMutableRawBufferPointer? = nil,
         _ read: (UnsafeMutableRawBufferPointer) throws(E) -> ReadResult
     ) throws(E) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         guard wantsToRead else { return }
         var result = ReadResult.wouldBlock
@@ -291,6 +293,7 @@ package struct ConnectionStateMachine: Sendable {
     package mutating func receive(
         copying bytes: UnsafeRawBufferPointer, fileDescriptorCount: Int = 0, now: ContinuousClock.Instant
     ) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         guard !bytes.isEmpty || fileDescriptorCount > 0 else { return }
         switch state {
@@ -309,6 +312,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// The peer ended its output (for adapters that learn it outside ``receive(now:scratch:_:)``).
     package mutating func receiveEndOfInput(now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         apply(.endOfInput, now: now)
     }
@@ -317,6 +321,7 @@ package struct ConnectionStateMachine: Sendable {
     /// least 1 while fds wait to go). Reaching 0 while closing shuts down output; falling
     /// under the cap resumes deciding buffered input.
     package mutating func outputWritten(remaining: Int, now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         let wasBackedUp = outputIsBackedUp
         unwrittenByteCount = max(0, remaining)
         beginInput(now: now)
@@ -328,6 +333,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// Runs the timers (call at ``ConnectionInterest/deadline``; calling early is harmless).
     package mutating func tick(now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         switch state {
         case .active:
@@ -352,6 +358,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// A system call on the connection failed: it ends at once, without an epitaph.
     package mutating func transportFailed(now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         finish(.transportFailed)
     }
@@ -359,6 +366,7 @@ package struct ConnectionStateMachine: Sendable {
     /// `MSG_CTRUNC`: fds were lost, so no later fd can be matched to its message. Ends
     /// with an `rpc.epitaph` (only JSON-FD carries fds).
     package mutating func fileDescriptorsLost(reason: String, now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         guard case .active = state else { return }
         failedInControl = true
@@ -423,6 +431,7 @@ package struct ConnectionStateMachine: Sendable {
     /// Ends the connection from the daemon's side: `epitaph` (none for legacy peers), then
     /// shutdown, drain, ``Event/closed(_:)``.
     package mutating func close(epitaph: Epitaph, now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         beginInput(now: now)
         switch state {
         case .active, .legacyTakenOver:
@@ -458,7 +467,7 @@ package struct ConnectionStateMachine: Sendable {
 
     /// Inputs with the same instant belong to one adapter call (a "turn"): events
     /// delivered earlier in the turn have not been answered yet.
-    private mutating func beginInput(now: ContinuousClock.Instant) {
+    private mutating func beginInput(now: MonotonicInstant) {
         if now > turn {
             turn = now
             deliveredSinceInput = false
@@ -483,6 +492,7 @@ package struct ConnectionStateMachine: Sendable {
     /// The daemon finished work started with ``workStarted()`` (its answer, if any, was
     /// sent first). Carries out an end that waited for it; resumes deciding input.
     package mutating func workFinished(now: ContinuousClock.Instant) {
+        let now = MonotonicInstant(now)
         outstandingWork = max(0, outstandingWork - 1)
         let wasThrottled = outstandingWork + 1 >= options.maxOutstandingWork
         beginInput(now: now)
@@ -493,7 +503,7 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    private mutating func apply(_ result: ReadResult, now: ContinuousClock.Instant) {
+    private mutating func apply(_ result: ReadResult, now: MonotonicInstant) {
         switch result {
         case .wouldBlock:
             return
@@ -528,7 +538,7 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    private mutating func decide(now: ContinuousClock.Instant) {
+    private mutating func decide(now: MonotonicInstant) {
         if queuedFileDescriptorCount > mux.limits.maxQueuedFileDescriptors {
             fail(
                 MuxError.control(
@@ -634,7 +644,7 @@ package struct ConnectionStateMachine: Sendable {
     }
 
     /// A legacy verdict; false when deciding stops.
-    private mutating func decideLegacy(now: ContinuousClock.Instant) -> Bool {
+    private mutating func decideLegacy(now: MonotonicInstant) -> Bool {
         switch options.legacyMode {
         case .reject:
             let first = input.withUnsafeBytes { raw in raw.first { !MuxSession.isWhitespace($0) } ?? 0 }
@@ -714,19 +724,19 @@ package struct ConnectionStateMachine: Sendable {
         actions.append(.closeReceivedFileDescriptors(count))
     }
 
-    private mutating func fail(_ error: MuxError, now: ContinuousClock.Instant) {
+    private mutating func fail(_ error: MuxError, now: MonotonicInstant) {
         jsonRPCCode = error.jsonRPCCode
         if case .control = error { failedInControl = true }
         fail(error.epitaph, now: now)
     }
 
-    private mutating func fail(_ epitaph: Epitaph?, now: ContinuousClock.Instant) {
+    private mutating func fail(_ epitaph: Epitaph?, now: MonotonicInstant) {
         end(.failure(epitaph), now: now)
     }
 
     /// Ends now, or later when this turn delivered events the daemon may answer or the
     /// daemon is still working on earlier ones.
-    private mutating func end(_ ending: Ending, now: ContinuousClock.Instant) {
+    private mutating func end(_ ending: Ending, now: MonotonicInstant) {
         if deliveredSinceInput || outstandingWork > 0, isActiveOrTakenOver {
             state = .ending(ending, since: now)
             return
@@ -741,7 +751,7 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    private mutating func carryOut(_ ending: Ending, now: ContinuousClock.Instant) {
+    private mutating func carryOut(_ ending: Ending, now: MonotonicInstant) {
         switch ending {
         case let .failure(epitaph):
             let sent = spokeLegacy ? nil : epitaph
@@ -751,7 +761,7 @@ package struct ConnectionStateMachine: Sendable {
         }
     }
 
-    private mutating func beginClosing(epitaph: Epitaph?, end: End, now: ContinuousClock.Instant) {
+    private mutating func beginClosing(epitaph: Epitaph?, end: End, now: MonotonicInstant) {
         let waiting = session.waitingControlMessage
         input.removeAll()
         discardFileDescriptors(queuedFileDescriptorCount, claimed: true)
@@ -778,7 +788,7 @@ package struct ConnectionStateMachine: Sendable {
     }
 
     /// Closing with everything written: shut down output and drain.
-    private mutating func advanceClose(now: ContinuousClock.Instant) {
+    private mutating func advanceClose(now: MonotonicInstant) {
         guard case let .closing(end) = state, unwrittenByteCount == 0 else { return }
         actions.append(.shutdownOutput)
         if endOfInput {
@@ -804,14 +814,25 @@ public struct ConnectionInterest: Hashable, Sendable {
     public var read: Bool
     /// Wait for the socket to become writable.
     public var write: Bool
+    /// ``deadline``, stored in a form whose layout is fixed (see ``MonotonicInstant``).
+    package var monotonicDeadline: MonotonicInstant?
+
     /// Call again at this instant at the latest (`nil`: no timer runs).
-    public var deadline: ContinuousClock.Instant?
+    public var deadline: ContinuousClock.Instant? {
+        get { monotonicDeadline?.instant }
+        set { monotonicDeadline = newValue.map(MonotonicInstant.init) }
+    }
 
     /// Creates an interest.
     public init(read: Bool, write: Bool, deadline: ContinuousClock.Instant?) {
+        self.init(read: read, write: write, monotonicDeadline: deadline.map(MonotonicInstant.init))
+    }
+
+    /// Creates an interest whose deadline is already a ``MonotonicInstant``.
+    package init(read: Bool, write: Bool, monotonicDeadline: MonotonicInstant?) {
         self.read = read
         self.write = write
-        self.deadline = deadline
+        self.monotonicDeadline = monotonicDeadline
     }
 
     /// `poll(2)`/`epoll` event bits for this interest (`POLLIN` = 1, `POLLOUT` = 4).
@@ -820,12 +841,7 @@ public struct ConnectionInterest: Hashable, Sendable {
     /// Milliseconds until ``deadline`` from `now`, rounded up, for `poll(2)`'s timeout
     /// (-1: none; 0: call at once).
     public func pollTimeout(now: ContinuousClock.Instant) -> Int32 {
-        guard let deadline else { return -1 }
-        guard now < deadline else { return 0 }
-        let remaining = now.duration(to: deadline)
-        let milliseconds =
-            remaining.components.seconds * 1000
-            + (remaining.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: max(0, milliseconds))
+        guard let deadline = monotonicDeadline else { return -1 }
+        return deadline.pollTimeout(now: MonotonicInstant(now))
     }
 }

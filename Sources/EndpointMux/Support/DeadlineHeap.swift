@@ -2,14 +2,14 @@
 /// whose key is no longer wanted stays until it reaches the top, where the owner skips or
 /// discards it). The timers of the event loops and of the broker's waiting requests.
 package struct DeadlineHeap<Key: Sendable>: Sendable {
-    private var entries: [(deadline: ContinuousClock.Instant, key: Key)] = []
+    private var entries: [(deadline: MonotonicInstant, key: Key)] = []
 
     package init() {}
 
     /// The earliest deadline, stale or not.
-    package var earliest: ContinuousClock.Instant? { entries.first?.deadline }
+    package var earliest: MonotonicInstant? { entries.first?.deadline }
 
-    package mutating func push(_ deadline: ContinuousClock.Instant, _ key: Key) {
+    package mutating func push(_ deadline: MonotonicInstant, _ key: Key) {
         entries.append((deadline, key))
         var child = entries.count - 1
         while child > 0 {
@@ -21,7 +21,7 @@ package struct DeadlineHeap<Key: Sendable>: Sendable {
     }
 
     /// The earliest entry due at `now`, removed.
-    package mutating func popDue(now: ContinuousClock.Instant) -> (deadline: ContinuousClock.Instant, key: Key)? {
+    package mutating func popDue(now: MonotonicInstant) -> (deadline: MonotonicInstant, key: Key)? {
         guard let first = entries.first, first.deadline <= now else { return nil }
         popFirst()
         return first

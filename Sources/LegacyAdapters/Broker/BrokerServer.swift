@@ -481,7 +481,9 @@ final class BrokerAcceptor: LoopSource, @unchecked Sendable {
 
     var loopEvents: UInt32 { isFinished || pausedUntil != nil ? 0 : 1 }
 
-    var loopDeadline: ContinuousClock.Instant? {
+    var loopDeadline: MonotonicInstant? { acceptorDeadline.map(MonotonicInstant.init) }
+
+    private var acceptorDeadline: ContinuousClock.Instant? {
         guard !isFinished else { return nil }
         switch (pausedUntil, state.nextDeadline) {
         case let (paused?, machine?): return min(paused, machine)
@@ -537,7 +539,7 @@ final class BrokerListenerSource: LoopSource, @unchecked Sendable {
     }
 
     var loopEvents: UInt32 { !isFinished && accepting && pausedUntil == nil ? 1 : 0 }
-    var loopDeadline: ContinuousClock.Instant? { isFinished ? nil : pausedUntil }
+    var loopDeadline: MonotonicInstant? { isFinished ? nil : pausedUntil.map(MonotonicInstant.init) }
 
     func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop) {
         if let pausedUntil {
@@ -597,7 +599,7 @@ final class BrokerConnectSource: LoopSource, @unchecked Sendable {
     }
 
     var loopEvents: UInt32 { isFinished ? 0 : 4 }  // EPOLLOUT (EPOLLERR/EPOLLHUP always reported)
-    var loopDeadline: ContinuousClock.Instant? { nil }  // the machine's deadline covers it
+    var loopDeadline: MonotonicInstant? { nil }  // the machine's deadline covers it
 
     func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop) {
         guard !isFinished, revents != 0 else { return }

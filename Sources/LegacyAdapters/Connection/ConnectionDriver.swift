@@ -107,7 +107,7 @@ public final class ConnectionDriver {
     public func handle(revents: Int16 = 0, now: ContinuousClock.Instant = .now) -> [ConnectionEvent] {
         flush(now: now)
         if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(now: now) }
-        if let deadline = status.interest.deadline, deadline <= now {
+        if let deadline = status.interest.monotonicDeadline, deadline <= MonotonicInstant(now) {
             machine.tick(now: now)
             execute()
         }

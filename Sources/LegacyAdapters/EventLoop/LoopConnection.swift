@@ -28,7 +28,7 @@ package final class LoopConnection: LoopSource, @unchecked Sendable {
     }
 
     package var loopEvents: UInt32 { isFinished ? 0 : UInt32(driver.interest.pollEvents) }
-    package var loopDeadline: ContinuousClock.Instant? { isFinished ? nil : driver.interest.deadline }
+    package var loopDeadline: MonotonicInstant? { isFinished ? nil : driver.interest.monotonicDeadline }
 
     package func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop) {
         guard !isFinished else { return }

@@ -11,7 +11,7 @@ package protocol LoopSource: AnyObject {
     /// (so a hung-up peer cannot wake the loop for a source that wants nothing).
     var loopEvents: UInt32 { get }
     /// When to be called with no readiness (timers), if ever.
-    var loopDeadline: ContinuousClock.Instant? { get }
+    var loopDeadline: MonotonicInstant? { get }
     /// Readiness (`revents`, 0 for a deadline) at `now`.
     func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop)
     /// Whether the source is finished: the loop takes it out of the epoll set, then calls
@@ -38,7 +38,7 @@ package final class MuxEventLoop: @unchecked Sendable {
     // Loop thread only.
     private var sources: [Int32: any LoopSource] = [:]
     private var registered: [Int32: UInt32] = [:]
-    private var scheduled: [Int32: (deadline: ContinuousClock.Instant, generation: UInt64)] = [:]
+    private var scheduled: [Int32: (deadline: MonotonicInstant, generation: UInt64)] = [:]
     private var timers = DeadlineHeap<TimerKey>()
     private var generation: UInt64 = 0
 
@@ -160,7 +160,7 @@ package final class MuxEventLoop: @unchecked Sendable {
             if stopping { break }
             var timeout: Int32 = -1
             if let next = timers.earliest {
-                timeout = SocketIO.pollMilliseconds(until: next, now: .now)
+                timeout = next.pollTimeout(now: MonotonicInstant(.now))
             }
             let count = fds.withUnsafeMutableBufferPointer { fdBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
@@ -185,7 +185,8 @@ package final class MuxEventLoop: @unchecked Sendable {
             // (a deferred end, a paused turn) runs in the next iteration, at a later
             // instant, instead of spinning here with this one.
             var due: [TimerKey] = []
-            while let entry = timers.popDue(now: now) { due.append(entry.key) }
+            let dueBy = MonotonicInstant(now)
+            while let entry = timers.popDue(now: dueBy) { due.append(entry.key) }
             for due in due {
                 guard let entry = scheduled[due.fd], entry.generation == due.generation,
                     let source = sources[due.fd]

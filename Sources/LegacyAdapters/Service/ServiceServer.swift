@@ -349,7 +349,7 @@ final class ServiceListener: LoopSource, @unchecked Sendable {
     }
 
     var loopEvents: UInt32 { isFinished || pausedUntil != nil ? 0 : 1 }
-    var loopDeadline: ContinuousClock.Instant? { isFinished ? nil : pausedUntil }
+    var loopDeadline: MonotonicInstant? { isFinished ? nil : pausedUntil.map(MonotonicInstant.init) }
 
     func handle(revents: UInt32, now: ContinuousClock.Instant, loop: MuxEventLoop) {
         if let pausedUntil {

@@ -355,15 +355,7 @@ package enum SocketIO {
     /// Milliseconds from `now` to `deadline` for `poll`, rounded up so that a sub-millisecond
     /// remainder waits instead of spinning; 0 once the deadline has passed.
     static func pollMilliseconds(until deadline: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Int32 {
-        guard now < deadline else { return 0 }
-        let (seconds, attoseconds) = (deadline - now).components
-        let wholeMilliseconds = attoseconds / 1_000_000_000_000_000
-        let roundUp: Int64 = attoseconds % 1_000_000_000_000_000 == 0 ? 0 : 1
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-        guard !overflow else { return Int32.max }
-        let total = scaled.addingReportingOverflow(wholeMilliseconds + roundUp)
-        guard !total.overflow else { return Int32.max }
-        return Int32(clamping: total.partialValue)
+        MonotonicInstant(deadline).pollTimeout(now: MonotonicInstant(now))
     }
 }
 
