@@ -56,14 +56,16 @@ struct Serve: ParsableCommand {
 }
 
 extension Serve {
-    private static let echoPrefix = Array("echo:".utf8)
-
-    /// `echo:` + `payload`, built in one allocation (this runs once per request).
+    /// `echo:` + `payload`, built in one allocation and one copy (this runs once per request).
     static func echo(_ payload: [UInt8]) -> [UInt8] {
-        var reply: [UInt8] = []
-        reply.reserveCapacity(echoPrefix.count + payload.count)
-        reply.append(contentsOf: echoPrefix)
-        reply.append(contentsOf: payload)
-        return reply
+        [UInt8](unsafeUninitializedCapacity: 5 + payload.count) { buffer, count in
+            buffer[0] = 0x65  // e
+            buffer[1] = 0x63  // c
+            buffer[2] = 0x68  // h
+            buffer[3] = 0x6F  // o
+            buffer[4] = 0x3A  // :
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[5...]).initialize(from: payload)
+            count = 5 + payload.count
+        }
     }
 }

@@ -221,12 +221,15 @@
 
     /// Copies the frame out of `buffer` (the buffer this view was parsed from).
     @_spi(Internals) public func frame(in buffer: UnsafeRawBufferPointer) -> Frame {
-        Frame(
+        // Absent trace fields (the common case) are literals: no decoding call.
+        func text(_ range: Range<Int>) -> String {
+            range.isEmpty ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self)
+        }
+        return Frame(
             envelopeVersion: envelopeVersion, kind: kind, payloadProtocol: payloadProtocol,
             payload: Array(UnsafeRawBufferPointer(rebasing: buffer[payloadRange])), requestID: requestID,
             payloadEncoding: payloadEncoding, deadlineUnixMilliseconds: deadlineUnixMilliseconds,
-            traceparent: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[traceparentRange]), as: UTF8.self),
-            tracestate: String(decoding: UnsafeRawBufferPointer(rebasing: buffer[tracestateRange]), as: UTF8.self))
+            traceparent: text(traceparentRange), tracestate: text(tracestateRange))
     }
 
     /// Copies the frame out of `buffer` (the array this view was parsed from).

@@ -202,7 +202,3 @@ public final class AsyncConnection: Sendable {
         deinit { consumer.stop(reason: "the consumer stopped iterating") }
     }
 }
-
-extension ConnectionEvent {
-    var isClosed: Bool { if case .closed = self { true } else { false } }
-}

@@ -305,6 +305,11 @@ public final class ConnectionDriver {
 
     /// Carries out the machine's actions, in order.
     private func execute() {
+        // The batch is worked on as a local (no access checks per action) and its actions
+        // are moved out one by one, not copied and then destroyed; the emptied storage is
+        // kept for the next batch.
+        var batch: [ConnectionStateMachine.Action] = []
+        swap(&batch, &self.batch)
         machine.swapActions(&batch)
         statusIsStale = true  // every change of the machine ends here
         if var observer {
@@ -312,10 +317,12 @@ public final class ConnectionDriver {
             observer.flush(machine.takeObservations(), transportError: transportError?.description)
             self.observer = observer
         }
-        for action in batch {
-            switch action {
+        events.reserveCapacity(events.count + batch.count)  // one allocation per batch, not a regrowth per event
+        batch.drain(placeholder: .shutdownOutput) { action in
+            let action = action
+            switch consume action {
             case let .deliver(event):
-                switch event {
+                switch consume event {
                 case let .payload(frame): events.append(.payload(frame))
                 case let .legacyTakeover(bytes): events.append(.legacyTakeover(bytes))
                 case let .legacyMessage(bytes): events.append(.legacyMessage(bytes))
@@ -343,7 +350,7 @@ public final class ConnectionDriver {
                 shutdown(fileDescriptor, Int32(SHUT_WR))
             }
         }
-        batch.removeAll(keepingCapacity: batch.capacity <= 64)
+        if batch.capacity <= 64 { self.batch = batch }
     }
 }
 

@@ -83,3 +83,13 @@ public struct ConnectionEnd: Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension ConnectionEvent {
+    /// Whether this is ``closed(_:)`` (read in place: no copy of the event's payload).
+    package var isClosed: Bool {
+        switch self {
+        case .closed: true
+        case .payload, .legacyTakeover, .legacyMessage, .control: false
+        }
+    }
+}

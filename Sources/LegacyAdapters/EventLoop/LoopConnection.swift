@@ -9,16 +9,16 @@ package final class LoopConnection: LoopSource, @unchecked Sendable {
     package let loop: MuxEventLoop
     /// Touched on the loop's thread only.
     package let driver: ConnectionDriver
-    /// Receives every batch of events on the loop's thread; answers sent from it leave
-    /// together right after it returns.
-    private let onEvents: (LoopConnection, [ConnectionEvent]) -> Void
+    /// Receives every batch of events on the loop's thread (owned: it may move them out
+    /// instead of copying them); answers sent from it leave together right after it returns.
+    private let onEvents: (LoopConnection, consuming [ConnectionEvent]) -> Void
     private(set) package var isFinished = false
 
     /// Serves `fileDescriptor`, which the connection now owns (made non-blocking).
     package init(
         taking fileDescriptor: Int32, loop: MuxEventLoop, mux: EndpointMux, options: ConnectionOptions,
         telemetry: ConnectionTelemetry? = nil,
-        onEvents: @escaping (LoopConnection, [ConnectionEvent]) -> Void
+        onEvents: @escaping (LoopConnection, consuming [ConnectionEvent]) -> Void
     ) {
         _ = fcntl(fileDescriptor, F_SETFL, fcntl(fileDescriptor, F_GETFL) | O_NONBLOCK)
         self.fileDescriptor = fileDescriptor
@@ -53,10 +53,10 @@ package final class LoopConnection: LoopSource, @unchecked Sendable {
         loop.update(self)
     }
 
-    private func deliver(_ events: [ConnectionEvent], now: ContinuousClock.Instant) {
+    private func deliver(_ events: consuming [ConnectionEvent], now: ContinuousClock.Instant) {
         guard !events.isEmpty else { return }
-        if events.contains(where: { if case .closed = $0 { true } else { false } }) { isFinished = true }
-        onEvents(self, events)
+        if events.contains(where: \.isClosed) { isFinished = true }
+        onEvents(self, consume events)  // handed over: the receiver may move events out
         if !isFinished { driver.flush(now: now) }
     }
 

@@ -212,16 +212,18 @@ private final class ServiceState: @unchecked Sendable {
     }
     private var controlWork: [ObjectIdentifier: ControlWork] = [:]  // loop threads; guarded by lock
 
-    private func handle(_ events: [ConnectionEvent], on connection: LoopConnection) {
-        for event in events {
-            switch event {
+    private func handle(_ events: consuming [ConnectionEvent], on connection: LoopConnection) {
+        var events = consume events
+        events.drain(placeholder: .legacyMessage([])) { event in  // moved out, not copied
+            let event = event
+            switch consume event {
             case let .payload(frame):
                 // The reference serves REQUESTs and ignores other kinds on the lane.
-                guard frame.kind == .request, let reply = handler(frame) else { continue }
+                guard frame.kind == .request, let reply = handler(frame) else { return }
                 // A reply over the cap is dropped (the connection stays usable), as the reference does.
                 try? connection.driver.send(frame.response(payload: reply))
             case let .control(received):
-                guard controlHandler != nil else { continue }
+                guard controlHandler != nil else { return }
                 connection.driver.workStarted()
                 let work = lock.withLock { () -> ControlWork in
                     let key = ObjectIdentifier(connection)
@@ -233,7 +235,7 @@ private final class ServiceState: @unchecked Sendable {
                 work.queue.append(received)
                 startControlWork(work, on: connection)
             case .legacyTakeover, .legacyMessage:
-                continue  // not produced in the service's .reject legacy mode
+                return  // not produced in the service's .reject legacy mode
             case .closed:
                 let key = ObjectIdentifier(connection)
                 let (last, waiters) = lock.withLock { () -> (Bool, [@Sendable () -> Void]) in

@@ -1,0 +1,24 @@
+extension Array {
+    /// Moves every element out to `body`, in order, and leaves the array empty with its
+    /// capacity kept.
+    ///
+    /// `for element in array` followed by `removeAll()` copies each element (retaining
+    /// what it holds) and then destroys the original (releasing it again); a batch of
+    /// events or actions is handed on with neither. Each slot is refilled with
+    /// `placeholder` (choose a case with no storage) as its element leaves, so the array
+    /// stays valid whatever `body` does with other values.
+    @inlinable
+    package mutating func drain(placeholder: Element, _ body: (consuming Element) -> Void) {
+        let count = self.count
+        guard count > 0 else { return }
+        withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            for index in 0..<count {
+                let element = (base + index).move()
+                (base + index).initialize(to: placeholder)
+                body(element)
+            }
+        }
+        removeAll(keepingCapacity: true)
+    }
+}
