@@ -323,8 +323,7 @@ public final class ConnectionDriver {
             self.observer = observer
         }
         events.reserveCapacity(events.count + batch.count)  // one allocation per batch, not a regrowth per event
-        batch.drain(placeholder: .shutdownOutput) { action in
-            let action = action
+        func carryOut(_ action: consuming ConnectionStateMachine.Action) {
             switch consume action {
             case let .deliver(event):
                 switch consume event {
@@ -355,6 +354,7 @@ public final class ConnectionDriver {
                 shutdown(fileDescriptor, Int32(SHUT_WR))
             }
         }
+        batch.drain(placeholder: .shutdownOutput, carryOut)
         if batch.capacity <= 64 { self.batch = batch }
     }
 }

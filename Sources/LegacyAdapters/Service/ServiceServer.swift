@@ -213,9 +213,7 @@ private final class ServiceState: @unchecked Sendable {
     private var controlWork: [ObjectIdentifier: ControlWork] = [:]  // loop threads; guarded by lock
 
     private func handle(_ events: consuming [ConnectionEvent], on connection: LoopConnection) {
-        var events = consume events
-        events.drain(placeholder: .legacyMessage([])) { event in  // moved out, not copied
-            let event = event
+        func serve(_ event: consuming ConnectionEvent) {
             switch consume event {
             case let .payload(frame):
                 // The reference serves REQUESTs and ignores other kinds on the lane.
@@ -251,6 +249,8 @@ private final class ServiceState: @unchecked Sendable {
                 }
             }
         }
+        var events = consume events
+        events.drain(placeholder: .legacyMessage([]), serve)  // moved out, not copied
     }
 
     /// Runs the next queued control message on the pool (one at a time per connection).
