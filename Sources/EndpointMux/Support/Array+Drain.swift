@@ -16,7 +16,7 @@ extension Array {
             for index in 0..<count {
                 let element = (base + index).move()
                 (base + index).initialize(to: placeholder)
-                body(element)
+                body(consume element)
             }
         }
         removeAll(keepingCapacity: true)
