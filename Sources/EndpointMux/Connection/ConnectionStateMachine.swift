@@ -706,16 +706,16 @@ package struct ConnectionStateMachine: Sendable {
 
     // MARK: - Ending
 
-    private mutating func deliver(_ event: Event) {
+    private mutating func deliver(_ event: consuming Event) {
         deliveredSinceInput = true
         deliveredInTurn += 1
-        actions.append(.deliver(event))
+        actions.append(.deliver(consume event))
     }
 
-    private mutating func queueWrite(_ bytes: [UInt8], fileDescriptorCount: Int = 0) {
+    private mutating func queueWrite(_ bytes: consuming [UInt8], fileDescriptorCount: Int = 0) {
         guard !bytes.isEmpty || fileDescriptorCount > 0 else { return }
         unwrittenByteCount += max(bytes.count, 1)
-        actions.append(.write(bytes, fileDescriptorCount: fileDescriptorCount))
+        actions.append(.write(consume bytes, fileDescriptorCount: fileDescriptorCount))
     }
 
     private mutating func discardFileDescriptors(_ count: Int, claimed: Bool = false) {
