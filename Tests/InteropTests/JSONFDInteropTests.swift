@@ -16,12 +16,8 @@ import LegacyAdapters
         try Peers.require()
         let sandbox = try Sandbox()
         let name = "interop-jsonfd"
-        let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(
-            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-            environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(
-            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let server = try await MuxctlServer.start(sandbox, name: name)
+        let endpoint = server.endpoint
         let client = try await run(
             Peers.python, [Peers.script("jsonfd_peer.py"), "client", endpoint.socketPath],
             environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(60))
@@ -44,8 +40,8 @@ import LegacyAdapters
         #expect(report["recv_fd_batches_createFds"] == [250, 250, 100])
         #expect(report["createFds_raw"] == .string(#"{"jsonrpc":"2.0","result":{"count":600},"id":3,"fds":600}"#))
         #expect(report["stats"] == ["requests": 6, "notifications": 2, "notificationFds": 2])
-        server.signal(SIGTERM)
-        #expect(await server.wait(timeout: .seconds(10)) == 0, "\(server.errors)")
+        server.child.signal(SIGTERM)
+        #expect(await server.child.wait(timeout: .seconds(10)) == 0, "\(server.child.errors)")
     }
 
     /// (b) Our ControlClient against the Python server: 600 fds each way, contents in

@@ -27,7 +27,7 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(90)
         while !FileManager.default.fileExists(atPath: socket) || (try? UnixSocket.connect(to: socket)) == nil {
             guard ContinuousClock.now < deadline, child.process.isRunning else {
-                throw Peers.PeerMissing(path: "kvd did not start: \(child.errors)")
+                throw NotStarted(what: "kvd", errors: child.errors)
             }
             try await Task.sleep(for: .milliseconds(20))
         }

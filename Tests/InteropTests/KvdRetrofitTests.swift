@@ -23,7 +23,7 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(30)
         while (try? UnixSocket.connect(to: socket)) == nil {
             guard ContinuousClock.now < deadline else {
-                throw Peers.PeerMissing(path: "kvd did not start: \(child.errors)")
+                throw NotStarted(what: "kvd", errors: child.errors)
             }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -26,7 +26,7 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(90)  // a debug build hashes its executable first
         while !daemon.output.contains("ready") {
             guard ContinuousClock.now < deadline, daemon.process.isRunning else {
-                throw Peers.PeerMissing(path: "lifecycle-example did not start: \(daemon.errors)")
+                throw NotStarted(what: "lifecycle-example", errors: daemon.errors)
             }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -27,12 +27,8 @@ struct MuxctlExitCodeTests {
         try Peers.require()
         let sandbox = try Sandbox()
         let name = "exitcodes\(UInt16.random(in: 0...UInt16.max))"
-        let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(
-            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-            environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(
-            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let server = try await MuxctlServer.start(sandbox, name: name)
+        let endpoint = server.endpoint
         let socket = endpoint.socketPath
 
         let ok = try await run(
@@ -101,8 +97,8 @@ struct MuxctlExitCodeTests {
             environment: sandbox.environment, in: sandbox, label: "probe")
         #expect(probe.status == 0, "\(probe.errors)")
 
-        server.signal(SIGTERM)
-        #expect(await server.wait(timeout: .seconds(10)) == 0)
+        server.child.signal(SIGTERM)
+        #expect(await server.child.wait(timeout: .seconds(10)) == 0)
     }
 
     /// `muxctl probe --timeout 500` (and send, control) against a server whose accept queue

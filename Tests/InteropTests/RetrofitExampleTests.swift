@@ -24,7 +24,7 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(90)  // a debug build hashes its executable first
         while (try? UnixSocket.connect(to: socket)) == nil {
             guard ContinuousClock.now < deadline, daemon.process.isRunning else {
-                throw Peers.PeerMissing(path: "retrofit-example did not start: \(daemon.errors)")
+                throw NotStarted(what: "retrofit-example", errors: daemon.errors)
             }
             try await Task.sleep(for: .milliseconds(20))
         }

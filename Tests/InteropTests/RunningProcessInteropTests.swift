@@ -11,12 +11,8 @@ import Testing
         try Peers.require()
         let sandbox = try Sandbox()
         let name = "interop-echo"
-        let endpoint = try sandbox.endpoint(name: name)
-        let server = try Child(
-            Peers.muxctl, ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory],
-            environment: sandbox.environment, in: sandbox, label: "serve")
-        #expect(
-            await waitForFile(endpoint.identityPath), "muxctl serve never wrote its identity file: \(server.errors)")
+        let server = try await MuxctlServer.start(sandbox, name: name)
+        let endpoint = server.endpoint
         let client = try await run(
             Peers.python, [Peers.script("service_client.py"), name, "0x7A63", sandbox.runtimeDirectory, "1000", "11"],
             environment: sandbox.environment, in: sandbox, label: "client", timeout: .seconds(90))
@@ -28,8 +24,8 @@ import Testing
         #expect((report["health_checks"]?.numberValue?.int64 ?? 0) >= 100)
         #expect(report["health_failures"] == .number(0))
         #expect(report["state_after"] == .string("up"))
-        server.signal(SIGTERM)
-        #expect(await server.wait(timeout: .seconds(10)) == 0)
+        server.child.signal(SIGTERM)
+        #expect(await server.child.wait(timeout: .seconds(10)) == 0)
         #expect(!FileManager.default.fileExists(atPath: endpoint.identityPath))
         #expect(!FileManager.default.fileExists(atPath: endpoint.socketPath))
     }

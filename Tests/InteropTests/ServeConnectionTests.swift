@@ -9,34 +9,6 @@ import LegacyAdapters
 struct ServeConnectionTests {
     static let lane: PayloadProtocol = 0x7A63
 
-    /// A started `muxctl serve` and its socket.
-    struct Server {
-        let child: Child
-        let socketPath: String
-        var pid: Int32 { child.process.processIdentifier }
-    }
-
-    static func startServer(
-        _ sandbox: Sandbox, name: String, extra: [String] = [], prefix: [String] = []
-    ) async throws -> Server {
-        try Peers.require()
-        let endpoint = try sandbox.endpoint(name: name)
-        let arguments =
-            ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory] + extra
-        let child: Child
-        if prefix.isEmpty {
-            child = try Child(Peers.muxctl, arguments, environment: sandbox.environment, in: sandbox, label: name)
-        } else {
-            child = try Child(
-                prefix[0], Array(prefix.dropFirst()) + [Peers.muxctl] + arguments,
-                environment: sandbox.environment, in: sandbox, label: name)
-        }
-        guard await waitForFile(endpoint.identityPath) else {
-            throw Peers.PeerMissing(path: "identity file of \(name): \(child.errors)")
-        }
-        return Server(child: child, socketPath: endpoint.socketPath)
-    }
-
     // MARK: - Raw clients
 
     static func connect(_ path: String, nonBlocking: Bool = false) -> Int32 {
@@ -119,7 +91,7 @@ struct ServeConnectionTests {
 
     @Test func aHandlerStuckOnAPipeDoesNotStallProbesOrFrames() async throws {
         let sandbox = try Sandbox()
-        let server = try await Self.startServer(sandbox, name: "stuck")
+        let server = try await MuxctlServer.start(sandbox, name: "stuck")
         defer { server.child.signal(SIGTERM) }
         // Client A: readFds on a pipe whose writer stays open.
         var ends: [Int32] = [-1, -1]
@@ -173,7 +145,7 @@ struct ServeConnectionTests {
 
     @Test func peersHoldingIncompleteMessagesAreClosedWithTimedOut() async throws {
         let sandbox = try Sandbox()
-        let server = try await Self.startServer(sandbox, name: "partial", extra: ["--partial-timeout-ms", "1000"])
+        let server = try await MuxctlServer.start(sandbox, name: "partial", extra: ["--partial-timeout-ms", "1000"])
         defer { server.child.signal(SIGTERM) }
         let shapes: [(String, [UInt8])] = [
             ("one byte", [0x01]),
@@ -219,7 +191,7 @@ struct ServeConnectionTests {
             return
         }
         let sandbox = try Sandbox()
-        let server = try await Self.startServer(sandbox, name: "emfile", prefix: ["/usr/bin/prlimit", "--nofile=64"])
+        let server = try await MuxctlServer.start(sandbox, name: "emfile", prefix: ["/usr/bin/prlimit", "--nofile=64"])
         defer { server.child.signal(SIGTERM) }
         var clients: [Int32] = []
         defer { for fd in clients { close(fd) } }

@@ -5,8 +5,8 @@ extension Array {
     /// `for element in array` followed by `removeAll()` copies each element (retaining
     /// what it holds) and then destroys the original (releasing it again); a batch of
     /// events or actions is handed on with neither. Each slot is refilled with
-    /// `placeholder` (choose a case with no storage) as its element leaves, so the array
-    /// stays valid whatever `body` does with other values.
+    /// `placeholder` (choose a case with no storage) as its element leaves, so every slot
+    /// stays initialized until the array is emptied at the end.
     @inlinable
     package mutating func drain(placeholder: Element, _ body: (consuming Element) -> Void) {
         let count = self.count

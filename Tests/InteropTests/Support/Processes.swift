@@ -41,6 +41,44 @@ enum Peers {
     }
 }
 
+/// A child process that did not get ready, with what it wrote to standard error.
+struct NotStarted: Error, CustomStringConvertible {
+    let what: String
+    let errors: String
+    var description: String { "\(what) did not start: \(errors)" }
+}
+
+/// A started `muxctl serve --lane 0x7A63` in a sandbox: started, then waited for until its
+/// identity file exists.
+struct MuxctlServer {
+    let child: Child
+    let endpoint: ServiceEndpoint
+    var socketPath: String { endpoint.socketPath }
+    var pid: Int32 { child.process.processIdentifier }
+
+    /// Starts it as `name`, with `extra` arguments, run through `prefix` (e.g. `prlimit`).
+    static func start(
+        _ sandbox: Sandbox, name: String, extra: [String] = [], prefix: [String] = []
+    ) async throws -> MuxctlServer {
+        try Peers.require()
+        let endpoint = try sandbox.endpoint(name: name)
+        let arguments =
+            ["serve", "--name", name, "--lane", "0x7A63", "--runtime-dir", sandbox.runtimeDirectory] + extra
+        let child: Child
+        if prefix.isEmpty {
+            child = try Child(Peers.muxctl, arguments, environment: sandbox.environment, in: sandbox, label: name)
+        } else {
+            child = try Child(
+                prefix[0], Array(prefix.dropFirst()) + [Peers.muxctl] + arguments,
+                environment: sandbox.environment, in: sandbox, label: name)
+        }
+        guard await waitForFile(endpoint.identityPath) else {
+            throw NotStarted(what: "muxctl serve \(name) (no identity file)", errors: child.errors)
+        }
+        return MuxctlServer(child: child, endpoint: endpoint)
+    }
+}
+
 /// A scratch directory with its own XDG_RUNTIME_DIR, removed at the end.
 final class Sandbox {
     let directory: URL
