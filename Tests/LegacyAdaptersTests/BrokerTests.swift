@@ -554,9 +554,12 @@ extension FileDescriptorSuites {
                                 let outbound = try await client.connect(listener.endpoint)
                                 let inbound = try await accepted
                                 let byte = [UInt8(truncatingIfNeeded: cycle)]
-                                sendAll(outbound.rawValue, byte)
-                                guard readExactly(inbound, 1) == byte else {
-                                    throw FixtureError(operation: "echo", errno: EIO)
+                                let sent = sendAll(outbound.rawValue, byte)
+                                let got = readExactly(inbound, 1)
+                                guard got == byte else {
+                                    let failure = errno
+                                    throw FixtureError(
+                                        operation: "echo (sent: \(sent), read \(got) for \(byte))", errno: failure)
                                 }
                                 close(inbound)
                                 outbound.close()
