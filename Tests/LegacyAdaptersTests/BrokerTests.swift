@@ -7,6 +7,31 @@ import Testing
 /// `/proc/self/fd` before and after; blocking waits run on dedicated threads.
 extension FileDescriptorSuites {
     @Suite struct BrokerTests {
+        /// `close()` then `deinit` (what `defer { client.close() }` does) must not touch the
+        /// fd number again: a live socket put on that number in between keeps working. (The
+        /// second close used to `shutdown` whatever held the number: in the load test below
+        /// that cut other clients' sockets and the broker's listeners.)
+        @Test(.timeLimit(.minutes(1)))
+        func aClosedClientNeverShutsDownTheSocketThatReusedItsNumber() throws {
+            let broker = try BrokerFixture()
+            defer { broker.stop() }
+            var client: BrokerClient? = try broker.client()
+            let number = try #require(client?.core.fileDescriptor)
+            client?.close()
+            let (a, b) = try makeSocketPair()
+            defer {
+                close(a)
+                close(b)
+            }
+            #expect(dup2(a, number) == number)  // a live socket on the closed client's number
+            defer { close(number) }
+            client = nil  // deinit: the second close
+            #expect(sendAll(b, [7]))
+            #expect(readExactly(number, 1) == [7])
+            #expect(sendAll(number, [8]))
+            #expect(readExactly(b, 1) == [8])
+        }
+
         @Test(.timeLimit(.minutes(2)))
         func listenOnPortZeroAndEchoAHundredConnectionsFromAnotherProcess() async throws {
             try await expectNoFileDescriptorLeaks {

@@ -113,11 +113,16 @@ public final class BrokerClient: Sendable {
     deinit { core.close() }
 }
 
-/// A socket whose fd is closed exactly once, by whoever finishes last (reader or closer).
+/// A socket whose fd is shut down and closed exactly once, by the first ``close()``; later
+/// calls wait for that one and touch the fd number no more (it may belong to another
+/// socket by then).
 final class BrokerClientCore: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLockLike()
     private let writeLock = NSLockLike()
+    /// Serializes ``close()``; `closed` is read and written under it only.
+    private let closeLock = NSLockLike()
+    private var closed = false
     private var output = OutboundQueue()
     private var nextID = 1
     private var waiting: [JSONRPCID: CheckedContinuation<Result<ControlReply, EndpointMuxError>, Never>] = [:]
@@ -138,15 +143,19 @@ final class BrokerClientCore: @unchecked Sendable {
     }
 
     func close() {
-        let thread = lock.withLock { () -> OwnedThread? in
-            if ended == nil { ended = .peerClosed }
-            defer { reader = nil }
-            return reader
-        }
-        _ = shutdown(fd, Int32(SHUT_RDWR))  // wakes the reader
-        thread?.join()
-        writeLock.withLock {
-            if !fdClosed {
+        closeLock.withLock {
+            // Closed already (`close()` then `deinit`): the number may be another socket's
+            // now, which a second `shutdown` would cut.
+            guard !closed else { return }
+            closed = true
+            let thread = lock.withLock { () -> OwnedThread? in
+                if ended == nil { ended = .peerClosed }
+                defer { reader = nil }
+                return reader
+            }
+            _ = shutdown(fd, Int32(SHUT_RDWR))  // wakes the reader and a blocked sender
+            thread?.join()
+            writeLock.withLock {
                 fdClosed = true
                 _ = Glibc.close(fd)
             }
